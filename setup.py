@@ -1,0 +1,48 @@
+"""Packaging for batchbald_nb, driven by nbdev's settings.ini.
+
+nbdev's own setup.py template imports `pkg_resources`, which current setuptools no longer ships;
+this one reads settings.ini with the standard library only.
+"""
+from configparser import ConfigParser
+
+import setuptools
+
+config = ConfigParser(delimiters=["="])
+config.read("settings.ini", encoding="utf-8")
+cfg = config["DEFAULT"]
+
+licenses = {"apache2": ("Apache Software License 2.0", "OSI Approved :: Apache Software License")}
+statuses = ["Planning", "Pre-Alpha", "Alpha", "Beta", "Production/Stable", "Mature", "Inactive"]
+lic = licenses[cfg["license"]]
+min_python = cfg["min_python"]
+requirements = cfg.get("requirements", "").split()
+dev_requirements = cfg.get("dev_requirements", "").split()
+extras = {"dev": dev_requirements}
+for key in cfg:
+    if key.startswith("extra_requirements_"):
+        extras[key.removeprefix("extra_requirements_")] = cfg[key].split()
+console_scripts = [s for s in cfg.get("console_scripts", "").split() if s]
+
+setuptools.setup(
+    name=cfg["lib_name"],
+    version=cfg["version"],
+    description=cfg["description"],
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license=lic[0],
+    classifiers=[
+        "Development Status :: " + str(cfg["status"]) + " - " + statuses[int(cfg["status"])],
+        "Intended Audience :: " + cfg["audience"].title(),
+        "License :: " + lic[1],
+        "Natural Language :: " + cfg["language"].title(),
+        "Programming Language :: Python :: 3",
+    ],
+    url=cfg["git_url"],
+    packages=setuptools.find_packages(include=[cfg["lib_name"], cfg["lib_name"] + ".*"]),
+    include_package_data=True,
+    install_requires=requirements,
+    extras_require=extras,
+    python_requires=">=" + min_python,
+    zip_safe=False,
+    entry_points={"console_scripts": console_scripts, "nbdev": [f"{cfg['lib_name']}={cfg['lib_name']}._modidx:d"]},
+)
