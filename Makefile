@@ -1,0 +1,34 @@
+# The two commands of the README: `make main` and `make test`. Each creates .venv and installs everything itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch 2.14.1 + torchvision 0.29.1 are the newest pair that import together on these machines (see nbs/index.ipynb).
+TORCH := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: main test test-fast export readme book clean
+
+$(BIN)/.installed: settings.ini setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH) -e '.[dev]'
+	touch $@
+
+main: $(BIN)/.installed
+	$(BIN)/python tools/acquisition_demo.py --out runs/acquisition_demo
+
+# Notebooks == modules, README == index notebook, every notebook's tests, then tests/.
+test: $(BIN)/.installed
+	$(BIN)/nbdev_export
+	@if [ -n "$$(git status --porcelain -- batchbald_nb)" ]; then \
+		echo "FAIL: batchbald_nb/ differs from what the notebooks export (run nbdev_export and commit both):"; \
+		git status --porcelain -- batchbald_nb; git --no-pager diff --stat -- batchbald_nb; exit 1; fi
+	$(BIN)/python tools/make_readme.py --check
+	$(BIN)/nbdev_test --n_workers 2
+	$(BIN)/python -m pytest -q tests
+
+export: $(BIN)/.installed
+	$(BIN)/nbdev_export
+	$(BIN)/python tools/make_readme.py
+
+clean:
+	rm -rf $(VENV) _docs _proc _book build dist *.egg-info

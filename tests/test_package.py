@@ -1,0 +1,74 @@
+"""Tests of the installed package as a user meets it: the public API, its contract, and the README's promises.
+
+The estimators' brute-force tests live in the notebooks (run by `nbdev_test`); these check what crosses the package boundary.
+"""
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import batchbald_nb
+from batchbald_nb.acquisition import ACQUISITION_FUNCTIONS, CandidateBatch, get_bald_batch, get_batchbald_batch
+from batchbald_nb.joint_entropy import batchbald_score_exact
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _pool(N=12, K=6, C=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.log_softmax(2 * torch.randn(N, K, C, generator=g, dtype=torch.float64), dim=-1)
+
+
+def test_version_matches_settings():
+    settings = (ROOT / "settings.ini").read_text()
+    assert f"version = {batchbald_nb.__version__}" in settings
+
+
+def test_batchbald_redux_signatures():
+    "Names and leading parameters match batchbald_redux, so users can switch with one import line."
+    assert list(inspect.signature(get_batchbald_batch).parameters)[:5] == ["log_probs_N_K_C", "batch_size", "num_samples", "dtype", "device"]
+    assert list(inspect.signature(get_bald_batch).parameters)[:4] == ["log_probs_N_K_C", "batch_size", "dtype", "device"]
+    batch = get_batchbald_batch(_pool(), 3, num_samples=1000)
+    assert isinstance(batch, CandidateBatch) and len(batch.indices) == len(batch.scores) == 3
+
+
+@pytest.mark.parametrize("method", sorted(ACQUISITION_FUNCTIONS))
+def test_every_method_one_calling_convention(method):
+    fn = ACQUISITION_FUNCTIONS[method]
+    kwargs = {"num_samples": 1000} if method == "batchbald" else {}
+    batch = fn(_pool(), 4, generator=torch.Generator().manual_seed(0), **kwargs)
+    assert len(batch.indices) == 4 == len(set(batch.indices))
+    assert all(0 <= i < 12 for i in batch.indices)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_batchbald_final_score_is_exact_batch_mi(seed):
+    "In the exact regime the last score is the batch's mutual information, recomputed by enumeration (eq. 8, 12)."
+    log_probs_N_K_C = _pool(seed=seed)
+    batch = get_batchbald_batch(log_probs_N_K_C, 4, num_samples=10**6)
+    assert batch.scores[-1] == pytest.approx(batchbald_score_exact(log_probs_N_K_C[batch.indices]), abs=1e-9)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (torch.zeros(3, 4), "3-D"),
+    (torch.full((3, 2, 2), float("nan")), "NaN"),
+    (torch.full((3, 2, 2), 0.5), "probabilities"),
+    (torch.zeros(3, 2, 2) - 2.0, "sum to one"),
+])
+def test_bad_input_names_the_argument(bad, match):
+    with pytest.raises(ValueError, match=match) as info:
+        get_batchbald_batch(bad, 2, num_samples=100)
+    assert "log_probs_N_K_C" in str(info.value)
+
+
+def test_negative_batch_size():
+    with pytest.raises(ValueError, match="batch_size"):
+        get_bald_batch(_pool(), -1)
+
+
+def test_readme_is_generated_and_names_the_ci_command():
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in readme and "make main" in readme
+    assert re.search(r"^\s*make test\s*$", (ROOT / ".ci" / "run").read_text(), flags=re.M)
