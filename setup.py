@@ -11,7 +11,7 @@ config = ConfigParser(delimiters=["="])
 config.read("settings.ini", encoding="utf-8")
 cfg = config["DEFAULT"]
 
-licenses = {"apache2": ("Apache Software License 2.0", "OSI Approved :: Apache Software License")}
+licenses = {"apache2": "Apache-2.0"}  # SPDX expressions (license classifiers are deprecated in setuptools)
 statuses = ["Planning", "Pre-Alpha", "Alpha", "Beta", "Production/Stable", "Mature", "Inactive"]
 lic = licenses[cfg["license"]]
 min_python = cfg["min_python"]
@@ -29,11 +29,10 @@ setuptools.setup(
     description=cfg["description"],
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    license=lic[0],
+    license=lic,
     classifiers=[
         "Development Status :: " + str(cfg["status"]) + " - " + statuses[int(cfg["status"])],
         "Intended Audience :: " + cfg["audience"].title(),
-        "License :: " + lic[1],
         "Natural Language :: " + cfg["language"].title(),
         "Programming Language :: Python :: 3",
     ],
