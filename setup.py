@@ -39,6 +39,7 @@ setuptools.setup(
     url=cfg["git_url"],
     packages=setuptools.find_packages(include=[cfg["lib_name"], cfg["lib_name"] + ".*"]),
     include_package_data=True,
+    package_data={"batchbald_nb": ["reference/*"]},  # the paper's own results (tools/extract_paper_runs.py)
     install_requires=requirements,
     extras_require=extras,
     python_requires=">=" + min_python,
