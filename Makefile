@@ -10,7 +10,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 $(BIN)/.installed: settings.ini setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(TORCH) -e '.[dev]'
+	$(BIN)/pip install --quiet $(TORCH) -e '.[dev,ray]'
 	touch $@
 
 main: $(BIN)/.installed
