@@ -13,8 +13,7 @@ import torch
 from .entropy import check_log_probs, expected_conditional_entropy
 
 # %% auto #0
-__all__ = ['MAX_CONFIGURATIONS', 'random_pool', 'batch_mutual_information', 'greedy_batchbald_bruteforce',
-           'exhaustive_best_batch']
+__all__ = ['random_pool', 'batch_mutual_information', 'greedy_batchbald_bruteforce', 'exhaustive_best_batch']
 
 # %% ../nbs/02_theory.ipynb #32fbea6e
 def random_pool(N: int, K: int, C: int, seed: int, zeros: bool = True, duplicates: bool = True) -> torch.Tensor:
@@ -32,12 +31,12 @@ def random_pool(N: int, K: int, C: int, seed: int, zeros: bool = True, duplicate
     return probs_N_K_C.log()
 
 # %% ../nbs/02_theory.ipynb #76a8cb22
-MAX_CONFIGURATIONS = 2**20
+_MAX_CONFIGURATIONS = 2**20
 
 
 def _configurations_M_B(B: int, C: int) -> torch.Tensor:
     "All C**B label configurations of B points, one row of class indices each, in itertools.product order."
-    if C**B > MAX_CONFIGURATIONS:
+    if C**B > _MAX_CONFIGURATIONS:
         raise ValueError(f"{C}**{B} label configurations is too many to enumerate (brute force is for small batches)")
     return torch.arange(C**B)[:, None] // C ** torch.arange(B - 1, -1, -1) % C
 
