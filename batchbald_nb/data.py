@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import stat
+import tarfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,7 +192,7 @@ def _load_emnist_balanced(root: Path, download: bool, seed: int) -> ActiveLearni
     raw = root / "EMNIST" / "raw"
     files = [f"emnist-balanced-{part}-{kind}-ubyte" for part in ("train", "test") for kind in ("images-idx3", "labels-idx1")]
     present = all((raw / f).is_file() for f in files)
-    _check_available("emnist_balanced", root, f"EMNIST/raw/{{{','.join(files)}}} (torchvision's layout, ~560 MB download)", present,
+    _check_available("emnist_balanced", root, f"EMNIST/raw/{{{','.join(files)}}} (torchvision's layout; download=True fetches NIST's gzip.zip)", present,
                      download, raw, hint="On machines without EMNIST use 'emnist_balanced_standin'.")
     train = torchvision.datasets.EMNIST(str(root), split="balanced", train=True, download=download and not present)
     test = torchvision.datasets.EMNIST(str(root), split="balanced", train=False, download=False)
@@ -260,45 +262,53 @@ def _cinic10_folder(folder: Path) -> Path | None:
 
 def _download(url: str, path: Path) -> None:
     "Fetch `url` (https, http or file) to `path` through `<path>.part`, so an interrupted download never looks complete."
-    import shutil
     import urllib.request
 
     part = path.with_name(path.name + ".part")
     request = urllib.request.Request(url, headers={"User-Agent": "batchbald_nb"})
-    with urllib.request.urlopen(request, timeout=60) as response, open(part, "wb") as file:
-        shutil.copyfileobj(response, file, length=1 << 20)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response, open(part, "wb") as file:
+            shutil.copyfileobj(response, file, length=1 << 20)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
     part.replace(path)
 
 
 def cinic10_folders(root=None, download: bool = False, urls=CINIC10_URLS) -> Path:
     "The unpacked CINIC-10 folder (with train/ valid/ test/) under `<root>/CINIC-10`, unpacking or downloading the archive if needed."
-    from torchvision.datasets.utils import extract_archive
-
     root = Path(root) if root is not None else default_data_root()
     folder = root / "CINIC-10"
     found = _cinic10_folder(folder)
     if found is not None:
         return found
     archive = folder / CINIC10_ARCHIVE
-    _check_available("cinic10", root, f"CINIC-10/{{train,valid,test}}/<class>/*.png or CINIC-10/{CINIC10_ARCHIVE}", False,
-                     download or archive.is_file(), folder)
+    expected = f"CINIC-10/{{train,valid,test}}/<class>/*.png or CINIC-10/{CINIC10_ARCHIVE}"
+    _check_available("cinic10", root, expected, False, download or archive.is_file(), folder)
     if not archive.is_file():
         folder.mkdir(parents=True, exist_ok=True)
         errors = []
         for url in urls:
             try:
-                print(f"downloading CINIC-10 (about 690 MB) from {url} to {archive}")
+                print(f"downloading CINIC-10 (several hundred MB) from {url} to {archive}")
                 _download(url, archive)
                 break
             except Exception as error:  # noqa: BLE001 -- try the next address, report all
                 errors.append(f"{url}: {error}")
         else:
-            raise RuntimeError("dataset 'cinic10': download failed from every address:\n" + "\n".join(errors))
-    extract_archive(str(archive), str(folder))
-    found = _cinic10_folder(folder)
-    if found is None:
-        raise FileNotFoundError(f"dataset 'cinic10': {archive} did not unpack to train/ valid/ test/ folders under {folder}")
-    return found
+            raise FileNotFoundError(f"dataset 'cinic10': expected {expected} under root {str(root)!r}, but it is not there and the "
+                                    "download failed from every address:\n" + "\n".join(errors))
+    staging = folder / ".unpacking"
+    shutil.rmtree(staging, ignore_errors=True)
+    with tarfile.open(archive) as tar:  # the "data" filter refuses absolute paths, links out of the folder, devices
+        tar.extractall(staging, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    unpacked = _cinic10_folder(staging)
+    if unpacked is None:
+        raise FileNotFoundError(f"dataset 'cinic10': {archive} did not unpack to train/ valid/ test/ folders")
+    for split in _CINIC10_SPLITS:
+        (unpacked / split).rename(folder / split)
+    shutil.rmtree(staging)
+    return folder
 
 
 def _load_cinic10(root: Path, download: bool, seed: int) -> ActiveLearningDataset:
