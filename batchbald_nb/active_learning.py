@@ -295,8 +295,8 @@ def _make_model(config: TrialConfig, num_classes: int) -> BayesianModule:
 
 
 def _initial_split(config: TrialConfig, dataset) -> tuple[list[int], list[int], list[int]]:
-    from batchbald_nb.data import split_indices
-    initial, validation, pool = split_indices(dataset.train_targets, config.initial_per_class, config.validation_size, config.seed)
+    # `split` keeps the copies of one original together (Repeated MNIST): validation never holds a twin of a pool point
+    initial, validation, pool = dataset.split(config.initial_per_class, config.validation_size, config.seed)
     return [int(i) for i in initial], [int(i) for i in validation], [int(i) for i in pool]
 
 
