@@ -13,12 +13,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .entropy import bald_scores, check_log_probs, entropy_of_mean, expected_conditional_entropy, mean_log_probs
-from .joint_entropy import DEFAULT_MEMORY_BUDGET_BYTES, Configurations, add_point, joint_entropies_with_candidates
+from .joint_entropy import DEFAULT_MEMORY_BUDGET_BYTES, Configurations, JointEntropyKernel, add_point
 
 # %% auto #0
 __all__ = ['get_max_entropy_batch', 'get_variation_ratios_batch', 'get_mean_std_batch', 'ACQUISITION_FUNCTIONS', 'CandidateBatch',
-           'get_bald_batch', 'get_batchbald_batch', 'variation_ratios', 'mean_std', 'get_random_batch',
-           'get_powerbald_batch', 'acquire']
+           'get_bald_batch', 'rescoring_tolerance', 'refresh_gains', 'pick_best', 'get_batchbald_batch',
+           'variation_ratios', 'mean_std', 'get_random_batch', 'get_powerbald_batch', 'acquire']
 
 # %% ../nbs/03_acquisition.ipynb #199539fc
 @dataclass
@@ -27,6 +27,7 @@ class CandidateBatch:
 
     indices: list[int] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
+    evaluations: list[int] = field(default_factory=list, repr=False)  # BatchBALD: gains computed per step (the lazy greedy's work)
 
 
 def _check_batch_size(batch_size, num_points: int) -> int:
@@ -57,44 +58,97 @@ def get_bald_batch(log_probs_N_K_C: torch.Tensor, batch_size: int, dtype=None, d
     return _top_b(_map_chunks(bald_scores, log_probs_N_K_C, device), batch_size)
 
 # %% ../nbs/03_acquisition.ipynb #6a10cf27
-def _pool_probs_K_N_C(log_probs_N_K_C: torch.Tensor, dtype, device, chunk_size: int = 8192) -> torch.Tensor:
-    "The pool's probabilities samples-first, in the compute dtype on the compute device, built a chunk at a time (one copy)."
+def rescoring_tolerance(dtype: torch.dtype, joint_entropy_bound: float) -> float:
+    "epsilon, a bound on |gain computed in `dtype` - gain in float64| for joint entropies up to `joint_entropy_bound` nats."
+    return 64 * torch.finfo(dtype).eps * (joint_entropy_bound + 1.0)
+
+# %% ../nbs/03_acquisition.ipynb #8fab5375
+def refresh_gains(gain_fn: Callable[[torch.Tensor], torch.Tensor], bounds_N: torch.Tensor, tolerance: float, lazy: bool = True,
+                  first_block: int = 64, max_block: int = 2**16) -> torch.Tensor:
+    """Recompute, in place in `bounds_N`, the gain of every candidate that may be the argmax; return the mask of those recomputed.
+
+    Lazy (Minoux): highest bound first, in blocks of doubling size, until every bound left is below the best gain so far minus 2
+    `tolerance`. Not lazy: every candidate. Candidates are those with a bound above -inf."""
+    fresh_N = torch.zeros_like(bounds_N, dtype=torch.bool)
+    best, block = -math.inf, max(1, first_block)
+    while True:
+        stale_N = bounds_N.masked_fill(fresh_N, -math.inf)
+        top_bounds_n, indices_n = torch.topk(stale_N, min(block, len(stale_N)))
+        indices_n = indices_n[(top_bounds_n > -math.inf) & (top_bounds_n >= best - 2 * tolerance)]
+        if len(indices_n) == 0:
+            return fresh_N
+        gains_n = gain_fn(indices_n)
+        bounds_N[indices_n] = gains_n
+        fresh_N[indices_n] = True
+        if lazy:
+            best = max(best, gains_n.max().item())
+        block = min(2 * block, max_block)
+
+
+def pick_best(bounds_N: torch.Tensor, fresh_N: torch.Tensor, tolerance: float,
+              rescore_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[int, float]:
+    """The candidate with the highest fresh gain, and that gain. Ties go to the lowest index; with `rescore_fn` (float64 gains), every
+    candidate within 2 `tolerance` of the best is rescored and the float64 gains decide."""
+    gains_N = bounds_N.masked_fill(~fresh_N, -math.inf)
+    near_n = (gains_N >= gains_N.max() - 2 * tolerance).nonzero().squeeze(1)  # in increasing index order
+    if rescore_fn is not None:
+        bounds_N[near_n] = rescore_fn(near_n)
+    best = bounds_N[near_n].argmax().item()  # the first of equal maxima: the lowest index
+    return near_n[best].item(), bounds_N[near_n[best]].item()
+
+# %% ../nbs/03_acquisition.ipynb #aea035bd
+def _pool_probs_N_C_K(log_probs_N_K_C: torch.Tensor, dtype, device, chunk_size: int = 8192) -> torch.Tensor:
+    "The pool's probabilities classes-then-samples, in the compute dtype on the compute device, built a chunk at a time (one copy)."
     N, K, C = log_probs_N_K_C.shape
-    probs_K_N_C = torch.empty(K, N, C, dtype=dtype, device=device)
+    probs_N_C_K = torch.empty(N, C, K, dtype=dtype, device=device)
     for start in range(0, N, chunk_size):
         chunk_n_K_C = log_probs_N_K_C[start : start + chunk_size].to(device=device, dtype=dtype)
-        probs_K_N_C[:, start : start + chunk_size] = chunk_n_K_C.exp().permute(1, 0, 2)
-    return probs_K_N_C
+        probs_N_C_K[start : start + chunk_size] = chunk_n_K_C.exp().transpose(1, 2)
+    return probs_N_C_K
 
 
 def get_batchbald_batch(log_probs_N_K_C: torch.Tensor, batch_size: int, num_samples: int, dtype=None, device=None,
                         generator: torch.Generator | None = None, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
-                        progress: bool = False) -> CandidateBatch:
+                        progress: bool = False, lazy: bool = True) -> CandidateBatch:
     """Greedy BatchBALD (algorithm 1). Scores: the batch's mutual information I(y_1..y_n; w) after each pick (eq. 8), in nats.
 
     `num_samples` (m) bounds the label configurations per step: enumerated exactly while c**(n-1) <= m, sampled (eq. 36) after.
-    `dtype` is the dtype of the matrix products (default float64; sums are always float64); `device` where they run (default:
-    the input's). `generator` drives the configuration sampling. `batch_size` larger than the pool returns the whole pool."""
+    `dtype` is the dtype of the products and logarithms (default float32; sums over configurations are float64, and near-ties are
+    re-decided in float64, so the picks are float64's). `device`: where they run (default: the input's). `generator` drives the
+    configuration sampling. `lazy`: recompute only the gains that can still win (Minoux), else all of them every step; the same
+    picks while configurations are enumerated. `batch_size` larger than the pool returns the whole pool."""
     check_log_probs(log_probs_N_K_C)
     N, K, C = log_probs_N_K_C.shape
     batch_size = _check_batch_size(batch_size, N)
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be a positive int (the number of sampled configurations m), got {num_samples!r}")
-    dtype = torch.float64 if dtype is None else dtype
+    dtype = torch.float32 if dtype is None else dtype
     device = log_probs_N_K_C.device if device is None else torch.device(device)
     conditional_entropies_N = _map_chunks(expected_conditional_entropy, log_probs_N_K_C, device)
-    probs_K_N_C = _pool_probs_K_N_C(log_probs_N_K_C, dtype, device)
-    available_N = torch.ones(N, dtype=torch.bool, device=device)
+    probs_N_C_K = _pool_probs_N_C_K(log_probs_N_K_C, dtype, device)
+    max_block = max(1, memory_budget_bytes // (4 * C * K * probs_N_C_K.element_size()))
+    bounds_N = torch.full((N,), math.inf, dtype=torch.float64, device=device)
     configurations = Configurations.empty(K, device)
     batch, chosen_conditional_entropy = CandidateBatch(), 0.0
     for step in tqdm(range(batch_size), desc="BatchBALD", disable=not progress):
-        joint_entropies_N = joint_entropies_with_candidates(configurations, probs_K_N_C, memory_budget_bytes)
-        scores_N = joint_entropies_N - conditional_entropies_N - chosen_conditional_entropy
-        scores_N[~available_N] = -math.inf
-        index = scores_N.argmax().item()
+        kernel = JointEntropyKernel.of(configurations, dtype, device, memory_budget_bytes)
+        entropy = configurations.entropy()
+
+        def gains(indices_n):  # Delta_n(x) = H(y_A, y_x) - H(y_A) - E[H(y_x | w)], in the compute dtype
+            return kernel(probs_N_C_K[indices_n]) - entropy - conditional_entropies_N[indices_n]
+
+        def gains_float64(indices_n):  # the same, from the float64 input, for the few near-ties
+            log_probs_n_K_C = log_probs_N_K_C[indices_n.to(log_probs_N_K_C.device)].to(device=device, dtype=torch.float64)
+            kernel_float64 = JointEntropyKernel.of(configurations, torch.float64, device)
+            return kernel_float64(log_probs_n_K_C.exp().transpose(1, 2)) - entropy - conditional_entropies_N[indices_n]
+
+        tolerance = rescoring_tolerance(dtype, entropy + math.log(C))
+        fresh_N = refresh_gains(gains, bounds_N, tolerance, lazy, min(64, max_block), max_block)
+        index, gain = pick_best(bounds_N, fresh_N, tolerance, None if dtype == torch.float64 else gains_float64)
         batch.indices.append(index)
-        batch.scores.append(scores_N[index].item())
-        available_N[index] = False
+        batch.scores.append(entropy + gain - chosen_conditional_entropy)
+        batch.evaluations.append(int(fresh_N.sum()))
+        bounds_N[index] = -math.inf
         chosen_conditional_entropy += conditional_entropies_N[index].item()
         if step + 1 < batch_size:
             configurations = add_point(configurations, log_probs_N_K_C[index].to(device), num_samples, generator)

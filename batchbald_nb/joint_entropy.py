@@ -14,9 +14,9 @@ import torch
 from .entropy import check_log_probs
 
 # %% auto #0
-__all__ = ['DEFAULT_MEMORY_BUDGET_BYTES', 'joint_entropy_enumerated', 'extend_log_joint_probs', 'enumerate_log_joint_probs',
-           'joint_entropy_exact', 'Configurations', 'sample_configurations', 'add_point', 'candidate_chunk_size',
-           'joint_entropies_with_candidates', 'batchbald_score_exact']
+__all__ = ['DEFAULT_MEMORY_BUDGET_BYTES', 'CPU_TILE_ELEMENTS', 'TILE_ROWS', 'joint_entropy_enumerated', 'extend_log_joint_probs',
+           'enumerate_log_joint_probs', 'joint_entropy_exact', 'Configurations', 'sample_configurations', 'add_point',
+           'JointEntropyKernel', 'joint_entropies_with_candidates', 'batchbald_score_exact']
 
 # %% ../nbs/01_joint_entropy.ipynb #24532174
 def joint_entropy_enumerated(log_probs_B_K_C: torch.Tensor) -> float:
@@ -86,13 +86,16 @@ class Configurations:
         return -torch.xlogy(log_probs_M.exp(), log_probs_M.exp()).sum().item()
 
     def weights(self) -> tuple[torch.Tensor, torch.Tensor, float]:
-        "The scaled rows P~ (max 1 per row), and a_M (float64) and sum_M b_M of the unified estimator."
-        log_alpha_M = self.log_joint_probs_M_K.max(dim=1).values
-        scaled_M_K = (self.log_joint_probs_M_K - log_alpha_M[:, None]).exp()
+        "The scaled rows P~ (max 1 per row), and a_M (float64) and sum_M b_M of the unified estimator; repeated sampled rows merged."
+        log_rows_M_K = self.log_joint_probs_M_K
+        if self.sampled:  # one row per distinct draw, weighted by how often it was drawn: the same sum, fewer rows
+            log_rows_M_K, count_M = torch.unique(log_rows_M_K, dim=0, return_counts=True)
+        log_alpha_M = log_rows_M_K.max(dim=1).values
+        scaled_M_K = (log_rows_M_K - log_alpha_M[:, None]).exp()
         scaled_mean_M = scaled_M_K.mean(dim=1)
         if self.sampled:
             m = self.num_configurations
-            return scaled_M_K, 1.0 / (m * scaled_mean_M), (log_alpha_M.sum() / m).item()
+            return scaled_M_K, count_M / (m * scaled_mean_M), ((count_M * log_alpha_M).sum() / m).item()
         alpha_M = log_alpha_M.exp()
         return scaled_M_K, alpha_M, (alpha_M * scaled_mean_M * log_alpha_M).sum().item()
 
@@ -137,28 +140,67 @@ def add_point(configurations: Configurations, log_probs_K_C: torch.Tensor, num_s
 
 # %% ../nbs/01_joint_entropy.ipynb #19437503
 DEFAULT_MEMORY_BUDGET_BYTES = 256 * 2**20
+CPU_TILE_ELEMENTS = 2**18  # q values per tile on a CPU: 1 MiB in float32, so a tile and its log stay in one core's L2 cache
+TILE_ROWS = 512  # candidate-class rows per tile (at least): enough rows for the matrix product to run at speed
 
 
-def candidate_chunk_size(num_configurations: int, num_classes: int, itemsize: int,
-                         memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES) -> int:
-    "How many candidates fit one chunk: the M x n x C product and its x log x must stay within the budget."
-    return max(1, memory_budget_bytes // (2 * num_configurations * num_classes * itemsize))
+@dataclass
+class JointEntropyKernel:
+    "H(y_configured points, y_x) for batches of candidates x and one fixed set of configurations: eq. (13) or (36), tile by tile."
 
+    scaled_over_K_K_M: torch.Tensor  # (P~ / k)^T, k x M, in the compute dtype on the compute device
+    a_M: torch.Tensor  # the rows' weights a_M, float64, on the compute device
+    b_sum: float  # sum_M b_M
+    tile_elements: int  # q values per tile
 
+    @classmethod
+    def of(cls, configurations: Configurations, dtype: torch.dtype = torch.float64, device=None,
+           memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES) -> "JointEntropyKernel":
+        "The kernel of `configurations`, with products in `dtype` on `device` (default: the configurations' device)."
+        scaled_M_K, a_M, b_sum = configurations.weights()
+        device = scaled_M_K.device if device is None else torch.device(device)
+        scaled_over_K_K_M = (scaled_M_K.T / scaled_M_K.shape[1]).to(device=device, dtype=dtype).contiguous()
+        tile_elements = CPU_TILE_ELEMENTS
+        if device.type != "cpu":
+            tile_elements = max(CPU_TILE_ELEMENTS, memory_budget_bytes // (4 * scaled_over_K_K_M.element_size()))
+        return cls(scaled_over_K_K_M, a_M.to(device), b_sum, tile_elements)
+
+    @property
+    def num_rows(self) -> int:
+        "M, the configurations (after merging identical sampled rows) each candidate is multiplied with."
+        return self.scaled_over_K_K_M.shape[1]
+
+    def __call__(self, probs_n_C_K: torch.Tensor) -> torch.Tensor:
+        "The joint entropies (float64, n) with each of n candidates, from their probabilities (n x C x K, compute dtype and device)."
+        n, C, K = probs_n_C_K.shape
+        M = self.num_rows
+        probs_nC_K = probs_n_C_K.reshape(n * C, K)
+        tile_n = max(1, min(n, TILE_ROWS // C))
+        tile_M = max(1, min(M, self.tile_elements // (tile_n * C)))
+        tile_n = max(1, min(n, self.tile_elements // (tile_M * C)))  # few configurations: more candidates per tile
+        q_buffer = probs_nC_K.new_empty(tile_n * C * tile_M)
+        log_buffer = torch.empty_like(q_buffer)
+        tiny = torch.finfo(probs_nC_K.dtype).tiny
+        S_n = torch.zeros(n, dtype=torch.float64, device=probs_nC_K.device)
+        for m0 in range(0, M, tile_M):
+            scaled_K_m, a_m = self.scaled_over_K_K_M[:, m0 : m0 + tile_M], self.a_M[m0 : m0 + tile_M]
+            m = scaled_K_m.shape[1]
+            for n0 in range(0, n, tile_n):
+                t = min(tile_n, n - n0)
+                q_tC_m = torch.matmul(probs_nC_K[n0 * C : (n0 + t) * C], scaled_K_m, out=q_buffer[: t * C * m].view(t * C, m))
+                q_tC_m.clamp_min_(tiny)  # 0 log 0 = 0, to within 1e-36
+                qlogq_tC_m = torch.log(q_tC_m, out=log_buffer[: t * C * m].view(t * C, m)).mul_(q_tC_m)
+                S_n[n0 : n0 + t] += qlogq_tC_m.view(t, C, m).sum(dim=1).double() @ a_m  # over c in the dtype, over rows in float64
+        return -S_n - self.b_sum
+
+# %% ../nbs/01_joint_entropy.ipynb #49351c4c
 def joint_entropies_with_candidates(configurations: Configurations, probs_K_N_C: torch.Tensor,
                                     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES) -> torch.Tensor:
-    "H(y_configured points, y_x) for every candidate x of the pool (float64, N), by eq. (13) or (36) in memory-bounded chunks."
+    "H(y_configured points, y_x) for every candidate x of the pool (float64, N), by eq. (13) or (36), in the pool's dtype and device."
     K, N, C = probs_K_N_C.shape
-    scaled_M_K, a_M, b_sum = configurations.weights()
-    scaled_over_K_M_K = (scaled_M_K / K).to(probs_K_N_C)
-    entropies_N = torch.empty(N, dtype=torch.float64, device=probs_K_N_C.device)
-    chunk = candidate_chunk_size(configurations.num_configurations, C, probs_K_N_C.element_size(), memory_budget_bytes)
-    for start in range(0, N, chunk):
-        stop = min(start + chunk, N)
-        q_M_nC = scaled_over_K_M_K @ probs_K_N_C[:, start:stop].reshape(K, -1)  # eq. (13): (1/k) P~ P_n^T, all candidates at once
-        S_M_n = torch.xlogy(q_M_nC, q_M_nC).view(-1, stop - start, C).sum(dim=2)  # sum_c q log q, 0 log 0 = 0
-        entropies_N[start:stop] = -(a_M @ S_M_n.double()) - b_sum  # weighted sum over configurations, in float64
-    return entropies_N
+    kernel = JointEntropyKernel.of(configurations, probs_K_N_C.dtype, probs_K_N_C.device, memory_budget_bytes)
+    chunk = max(1, memory_budget_bytes // (4 * C * K * probs_K_N_C.element_size()))
+    return torch.cat([kernel(probs_K_N_C[:, start : start + chunk].permute(1, 2, 0)) for start in range(0, N, chunk)])
 
 # %% ../nbs/01_joint_entropy.ipynb #c40645cb
 def batchbald_score_exact(log_probs_B_K_C: torch.Tensor) -> float:
