@@ -13,8 +13,10 @@ $(BIN)/.installed: settings.ini setup.py
 	$(BIN)/pip install --quiet $(TORCH) -e '.[dev,ray]'
 	touch $@
 
+# A small real experiment (Repeated MNIST, BatchBALD vs BALD vs random, b=10), resumable, then its learning curves.
 main: $(BIN)/.installed
-	$(BIN)/python tools/acquisition_demo.py --out runs/acquisition_demo
+	$(BIN)/batchbald-nb run readme --out runs/readme
+	$(BIN)/batchbald-nb plot runs/readme --out runs/readme/curves.png
 
 # Notebooks == modules, README == index notebook, every notebook's tests, then tests/.
 test: $(BIN)/.installed
@@ -32,3 +34,17 @@ export: $(BIN)/.installed
 
 clean:
 	rm -rf $(VENV) _docs _proc _book build dist *.egg-info
+
+# The online book (tools/build_book.py): every notebook executed (cached in _book_cache/) and rendered by jupyter-book, offline,
+# with MathJax and the widget manager installed from npm (book/). Open _book/_build/html/index.html.
+# test-book builds it, serves it on 127.0.0.1 and checks every page in headless Chromium (apt-get install -y chromium).
+.PHONY: test-book
+$(BIN)/.installed-book: $(BIN)/.installed settings.ini setup.py
+	$(BIN)/pip install --quiet -e '.[book]'
+	touch $@
+
+book: $(BIN)/.installed-book
+	$(BIN)/python tools/build_book.py
+
+test-book: $(BIN)/.installed-book
+	$(BIN)/python -m pytest -q tests/test_book_browser.py

@@ -118,9 +118,31 @@ def _check_data(trials: list[tuple[str, TrialConfig]], data_root, download: bool
         load_dataset(name, root=data_root, download=download)
 
 
+def _init_worker(threads: int) -> None:
+    import torch
+    torch.set_num_threads(threads)
+
+
+def _run_in_processes(jobs: list, data_root, download: bool, device, num_processes: int) -> list[dict]:
+    "Trials in `num_processes` fresh processes, the CPU's threads shared out between them; one progress bar over trials."
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm.auto import tqdm
+    threads = max(1, (os.cpu_count() or 1) // num_processes)
+    with ProcessPoolExecutor(num_processes, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                             initargs=(threads,)) as pool:
+        futures = [pool.submit(_run_one, config, path, data_root, download, device, False) for config, path in jobs]
+        for future in tqdm(futures, desc=f"trials ({num_processes} processes)", unit="trial"):
+            future.result()
+    return [f.result() for f in futures]
+
+
 def run_experiment(experiment: Experiment, out_dir, *, variants=None, seeds=None, data_root=None, download: bool = False,
-                   device=None, ray_address: str | None = None, progress: bool = True) -> list[dict]:
-    "Run (or resume) every trial of `experiment`, locally in turn or as Ray tasks; returns one summary per trial."
+                   device=None, ray_address: str | None = None, processes: int = 1, progress: bool = True) -> list[dict]:
+    """Run (or resume) every trial of `experiment`: in this process, in `processes` local processes, or as Ray tasks on
+    `ray_address`; returns one summary per trial."""
     trials = experiment.trials(variants, seeds)
     _check_data(trials, data_root, download)
     jobs = [(asdict(config), str(trial_path(out_dir, variant, config.seed))) for variant, config in trials]
@@ -128,6 +150,8 @@ def run_experiment(experiment: Experiment, out_dir, *, variants=None, seeds=None
     (Path(out_dir) / "experiment.json").write_text(json.dumps(
         {"name": experiment.name, "description": experiment.description, "variants": experiment.variants,
          "base": asdict(experiment.base)}, indent=1))
+    if ray_address is None and processes > 1:
+        return _run_in_processes(jobs, data_root, download, device, processes)
     if ray_address is None:
         return [_run_one(config, path, data_root, download, device, progress) for config, path in jobs]
     try:
@@ -152,6 +176,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", type=Path, help="where datasets are (default: $BATCHBALD_NB_DATA, ../shared/data, ./data)")
     run.add_argument("--download", action="store_true", help="download missing datasets with torchvision")
     run.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    run.add_argument("--processes", type=int, default=1,
+                     help="run trials in this many local processes at once (small models: one per core beats threads)")
     run.add_argument("--ray", dest="ray_address", help='run trials as Ray tasks: "local" or a cluster address')
     plot = commands.add_parser("plot", help="plot the learning curves of a results directory")
     plot.add_argument("results", type=Path)
@@ -183,6 +209,9 @@ def main(argv=None) -> int:
         print(f"batchbald-nb: unknown experiment {args.experiment!r}; known: {', '.join(EXPERIMENTS)}", file=sys.stderr)
         return 2
     experiment = EXPERIMENTS[args.experiment]
+    if args.processes < 1:
+        print(f"batchbald-nb: --processes must be >= 1, got {args.processes}", file=sys.stderr)
+        return 2
     seeds = args.seeds if args.seeds else (list(range(args.trials)) if args.trials else None)
     out = args.out or Path("results") / experiment.name
     device = args.device
@@ -196,7 +225,8 @@ def main(argv=None) -> int:
                     seeds or f"0..{experiment.num_trials - 1}", device)
         start = time.perf_counter()
         summaries = run_experiment(experiment, out, variants=args.variants, seeds=seeds, data_root=args.data_root,
-                                   download=args.download, device=device, ray_address=args.ray_address)
+                                   download=args.download, device=device, ray_address=args.ray_address,
+                                   processes=args.processes)
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"batchbald-nb: {e}", file=sys.stderr)
         return 2

@@ -30,7 +30,7 @@ def test_cli_rejects_bad_experiment_before_running(tmp_path):
 
 
 def test_cli_runs_and_plots_toy_experiment(tmp_path):
-    subprocess.run([str(CLI), "run", "toy", "--out", str(tmp_path), "--seeds", "0", "--variants", "batchbald", "random"],
+    subprocess.run([str(CLI), "run", "toy", "--out", str(tmp_path), "--seeds", "0", "--variants", "batchbald", "random", "--processes", "2"],
                    check=True, capture_output=True, text=True)
     trial = json.loads((tmp_path / "batchbald" / "trial_0.json").read_text())
     assert trial["finished"] and trial["steps"][-1]["num_labelled"] == 40
@@ -42,8 +42,15 @@ def test_cli_runs_and_plots_toy_experiment(tmp_path):
 
 def test_ray_local_gives_the_same_results_as_running_in_process(tmp_path):
     pytest.importorskip("ray", reason="Ray is not installed: `pip install -e '.[ray]'` (make test installs it)")
+    import torch
     experiment = EXPERIMENTS["toy"]
-    run_experiment(experiment, tmp_path / "local", seeds=[1], variants=["batchbald"], progress=False)
+    # Ray workers run with one thread (OMP_NUM_THREADS=1); float sums depend on the thread count, so match it here
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_experiment(experiment, tmp_path / "local", seeds=[1], variants=["batchbald"], progress=False)
+    finally:
+        torch.set_num_threads(threads)
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     summaries = run_experiment(experiment, tmp_path / "ray", seeds=[1], variants=["batchbald"], ray_address="local")
     assert len(summaries) == 1
