@@ -60,7 +60,7 @@ except ImportError:
 class Chromium:
     "Headless Chromium driven over the DevTools protocol on a pipe: JSON messages separated by NUL bytes, fd 3 in and fd 4 out."
 
-    def __init__(self, width: int = 1280, height: int = 900):
+    def __init__(self, width: int = 1440, height: int = 900):
         to_chrome_r, to_chrome_w = os.pipe()
         from_chrome_r, from_chrome_w = os.pipe()
         # Chromium reads fd 3 and writes fd 4; move the child's ends out of the way first so dup2 cannot clobber one with the other.
@@ -152,11 +152,23 @@ class Chromium:
         for kind in ("keyDown", "keyUp"):
             self.send("Input.dispatchKeyEvent", session=True, type=kind, key=key, code=code, windowsVirtualKeyCode=key_code)
 
-    def screenshot(self, path: Path, max_height: int):
-        "The page from its top, up to max_height pixels tall."
-        height = min(max_height, int(self.evaluate("document.documentElement.scrollHeight")))
-        data = self.send("Page.captureScreenshot", session=True, format="png", captureBeyondViewport=True,
-                         clip={"x": 0, "y": 0, "width": self.width, "height": height, "scale": 1})["data"]
+    def screenshot(self, path: Path, max_height: int, selector: str | None = None, index: int = 0):
+        "The page from its top, up to max_height pixels tall; or the index-th element matching selector (with a margin)."
+        if selector:
+            box = self.evaluate(f"(() => {{ const e = document.querySelectorAll({json.dumps(selector)})[{index}];"
+                                " e.scrollIntoView({block: 'start'}); const r = e.getBoundingClientRect();"
+                                " return [r.left + scrollX, r.top + scrollY, r.width, r.height]; })()")
+            clip = {"x": max(0, box[0] - 16), "y": max(0, box[1] - 16), "width": box[2] + 32, "height": min(max_height, box[3] + 32)}
+            clip["height"] = min(clip["height"], self.height)  # the element is scrolled to the top of the window
+            data = self.send("Page.captureScreenshot", session=True, format="png", clip=dict(clip, scale=1))["data"]
+        else:  # a window that tall (capturing beyond the viewport would leave sticky sidebars where the viewport ended)
+            height = min(max_height, int(self.evaluate("document.documentElement.scrollHeight")))
+            self.send("Emulation.setDeviceMetricsOverride", session=True, width=self.width, height=height, deviceScaleFactor=1,
+                      mobile=False)
+            self.evaluate("window.scrollTo(0, 0); new Promise(r => setTimeout(r, 300))")
+            data = self.send("Page.captureScreenshot", session=True, format="png")["data"]
+            self.send("Emulation.setDeviceMetricsOverride", session=True, width=self.width, height=self.height,
+                      deviceScaleFactor=1, mobile=False)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
 
@@ -333,11 +345,14 @@ def check_interactive(browser: Chromium, probe: dict) -> list[str]:
         return [f"expected two explorers with sliders and buttons, found {probe['viewScripts']} views, "
                 f"{probe['sliders']} sliders, {probe['toggleButtons']} toggle buttons"]
     before = browser.evaluate(VISIBLE_PICTURES)
+    for index in range(len(before)):
+        browser.screenshot(SCREENS / f"03b_explorer{index + 1}.png", 1200, ".widget-subarea", index)
     shown = [p for p in before if p]
     if len(shown) < 2 or any(len(p.split()) != 1 for p in shown):
         return [f"each explorer should show exactly one picture, shows {[len(p.split()) for p in before]}"]
-    # A click on the first explorer's first toggle button (the method), then two steps right on every slider's handle.
-    browser.evaluate("document.querySelector('.widget-toggle-buttons button').click()")
+    # A click on a toggle button (the method "BALD" if there is one), then two steps right on every slider's handle.
+    browser.evaluate("([...document.querySelectorAll('.widget-toggle-buttons button')].find(b => b.innerText.trim() === 'BALD')"
+                     " || document.querySelector('.widget-toggle-buttons button')).click()")
     handles = browser.evaluate("document.querySelectorAll('.widget-slider .noUi-handle, .widget-hslider .noUi-handle').length")
     for index in range(handles):
         browser.evaluate(f"document.querySelectorAll('.widget-slider .noUi-handle, .widget-hslider .noUi-handle')[{index}].focus()")
@@ -350,8 +365,8 @@ def check_interactive(browser: Chromium, probe: dict) -> list[str]:
         problems.append(f"moving the controls did not change the picture of explorer(s) {[i for i, c in enumerate(changed) if not c]}")
     if any(len(p.split()) != 1 for p in after if p):
         problems.append("after moving the controls an explorer shows no picture or several")
-    browser.evaluate("window.scrollTo(0, 0)")
-    browser.screenshot(SCREENS / "03b_interactive_moved.png", SCREENSHOTS[INTERACTIVE_PAGE])
+    for index in range(len(after)):
+        browser.screenshot(SCREENS / f"03b_explorer{index + 1}_moved.png", 1200, ".widget-subarea", index)
     return problems + page_problems(browser)
 
 

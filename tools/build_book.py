@@ -280,7 +280,12 @@ def show_doc_markdown(markdown: str, name: str) -> str:
     text = "\n".join(lines)
     source = _SOURCE_LINK.search(text)
     text = _SOURCE_LINK.sub("", text).strip("\n")
+    text = re.sub(r"```python\n\s*\n", "```python\n", text)  # no blank lines at the top or bottom of the signature block
+    text = re.sub(r"\n\s*\n```", "\n```", text)
     heading = re.search(r"^(#{2,6}) (.+)$", text, re.MULTILINE)
+    if heading:  # `__call__` in a heading is a name, not bold
+        text = text[: heading.start(2)] + heading.group(2).replace("_", "\\_") + text[heading.end(2):]
+        heading = re.search(r"^(#{2,6}) (.+)$", text, re.MULTILINE)
     link = f'<a class="nbdev-source-link" href="{source.group(1)}">source</a>\n\n' if source else ""
     if heading:
         text = text[: heading.end()] + "\n\n" + link + text[heading.end():].lstrip("\n")
