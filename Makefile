@@ -15,7 +15,7 @@ $(BIN)/.installed: settings.ini setup.py
 
 # A small real experiment (Repeated MNIST, BatchBALD vs BALD vs random, b=10), resumable, then its learning curves.
 main: $(BIN)/.installed
-	$(BIN)/batchbald-nb run readme --out runs/readme --processes 3
+	$(BIN)/batchbald-nb run readme --out runs/readme --processes 3 --download
 	$(BIN)/batchbald-nb plot runs/readme --out runs/readme/curves.png
 
 # Notebooks == modules, README == index notebook, every notebook's tests, then tests/.
