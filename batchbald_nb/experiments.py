@@ -115,7 +115,14 @@ def _check_data(trials: list[tuple[str, TrialConfig]], data_root, download: bool
     "Load each dataset once before any training, so missing data stops the run at once with the loader's message."
     from batchbald_nb.data import load_dataset
     for name in sorted({c.dataset for _, c in trials} - {"toy_blobs"}):
-        load_dataset(name, root=data_root, download=download)
+        try:
+            load_dataset(name, root=data_root, download=download)
+        except (RuntimeError, OSError) as e:  # torchvision reports a failed download as RuntimeError, urllib as OSError
+            if isinstance(e, FileNotFoundError):
+                raise
+            raise FileNotFoundError(f"dataset {name!r} is not under {data_root or 'the default data root'} and downloading it "
+                                    f"failed: {str(e).splitlines()[0]} (no internet? copy the files there, or set "
+                                    f"$BATCHBALD_NB_DATA)") from e
 
 
 def _init_worker(threads: int) -> None:
