@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCREENS = ROOT / "_book_screens"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio"]
+                  "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio"]
 INTERACTIVE_PAGE = "03b_interactive.html"
 SCREENSHOTS = {"index.html": 1600, "01_joint_entropy.html": 2400, "03_acquisition.html": 2000, INTERACTIVE_PAGE: 3200}
 
@@ -210,6 +210,8 @@ WAIT_AND_PROBE = r"""
     title: document.title,
     mathSource,
     mathjax: document.querySelectorAll('mjx-container').length,
+    untypeset: [...document.querySelectorAll('span.math, div.math')].filter(e => !e.querySelector('mjx-container'))
+                 .map(e => e.textContent.slice(0, 80)).slice(0, 5),
     mathErrors: [...document.querySelectorAll('mjx-merror, [data-mjx-error]')].map(e => e.getAttribute('data-mjx-error') || e.textContent),
     rawMath: (text.match(/\$\$|\\\[|\\\]|\\\(|\\\)|(^|[^\\])\$[^$\s][^$]*\$/g) || []).slice(0, 5),
     images: [...document.images].map(i => ({src: i.currentSrc.slice(0, 120), ok: i.complete && i.naturalWidth > 0})),
@@ -313,6 +315,8 @@ def test_book_in_chromium(site, server, browser):
         has_math = 'class="math' in html
         if has_math and probe["mathjax"] == 0:
             problems.append(f"math not typeset: {probe['mathSource']} math elements, no MathJax output")
+        if probe["untypeset"]:
+            problems.append(f"math left untypeset: {probe['untypeset']}")
         if probe["mathErrors"]:
             problems.append(f"MathJax errors: {probe['mathErrors'][:5]}")
         if probe["rawMath"]:

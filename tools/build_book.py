@@ -21,7 +21,9 @@ hands the result to jupyter-book:
 5. **Run `jupyter-book build`**. The site is in `_book/_build/html/` (open `index.html`).
 
 Run it with `make book`. Options: `--flags slow` also runs the slow cells; `--no-execute` uses whatever outputs the notebooks
-carry; `--only NAME` builds a book of the index and the notebooks whose name contains NAME (quick when writing a chapter).
+carry; `--only NAME` builds a book of the index and the notebooks whose name contains NAME (quick when writing a chapter);
+`--fresh` executes everything again (the cache does not see data files a notebook reads); `--keep-going` exits 0 even when a
+notebook fails to execute (its page then says so; by default the book is built and the script exits 1).
 """
 from __future__ import annotations
 
@@ -551,6 +553,8 @@ def build(args) -> Path:
     if args.no_execute:
         executed = notebooks
     else:
+        if args.fresh and EXECUTION_CACHE.exists():
+            shutil.rmtree(EXECUTION_CACHE)
         executed, failures = execute_all(notebooks, skip_flags, args.workers, args.timeout)
     t_executed = time.time()
     api = collect_api(executed)
@@ -612,6 +616,7 @@ def main() -> None:
     parser.add_argument("--no-execute", action="store_true", help="do not execute: use the outputs saved in the notebooks")
     parser.add_argument("--only", help="only the index and the notebooks whose file name contains this")
     parser.add_argument("--all", action="store_true", help="rebuild every page (jupyter-book build --all)")
+    parser.add_argument("--fresh", action="store_true", help="execute every notebook again, ignoring _book_cache/")
     parser.add_argument("--keep-going", action="store_true",
                         help="exit 0 even if notebooks failed to execute (their pages say so); default: build, then exit 1")
     build(parser.parse_args())
