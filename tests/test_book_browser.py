@@ -1,7 +1,8 @@
 """The book, read in a real browser: build it (tools/build_book.py), serve it on 127.0.0.1, load every page in headless Chromium
 (Debian's `chromium`) and check what a reader sees, from the rendered DOM:
 
-- math is typeset: MathJax output on every page with math, no MathJax errors, no raw `$$` or `\\[` left in the text;
+- math is typeset: MathJax output in every math element, no MathJax errors, no raw `$$` or `\\[` left in the text, no display
+  equation cut off;
 - every image loaded (figures and the widgets' pictures);
 - the widget views rendered on the pages that have widgets, and on the interactive page moving a control changes the picture;
 - every link inside the book resolves (page exists, and its #fragment too);
@@ -212,6 +213,9 @@ WAIT_AND_PROBE = r"""
     mathjax: document.querySelectorAll('mjx-container').length,
     untypeset: [...document.querySelectorAll('span.math, div.math')].filter(e => !e.querySelector('mjx-container'))
                  .map(e => e.textContent.slice(0, 80)).slice(0, 5),
+    clippedMath: [...document.querySelectorAll('div.math')].filter(e => { const c = e.querySelector('mjx-container');
+                   return c && c.getBoundingClientRect().left < e.getBoundingClientRect().left - 1; })
+                   .map(e => e.textContent.slice(0, 60)).slice(0, 5),
     mathErrors: [...document.querySelectorAll('mjx-merror, [data-mjx-error]')].map(e => e.getAttribute('data-mjx-error') || e.textContent),
     rawMath: (text.match(/\$\$|\\\[|\\\]|\\\(|\\\)|(^|[^\\])\$[^$\s][^$]*\$/g) || []).slice(0, 5),
     images: [...document.images].map(i => ({src: i.currentSrc.slice(0, 120), ok: i.complete && i.naturalWidth > 0})),
@@ -317,6 +321,8 @@ def test_book_in_chromium(site, server, browser):
             problems.append(f"math not typeset: {probe['mathSource']} math elements, no MathJax output")
         if probe["untypeset"]:
             problems.append(f"math left untypeset: {probe['untypeset']}")
+        if probe["clippedMath"]:
+            problems.append(f"display math cut off on the left (wider than the page, not scrollable): {probe['clippedMath']}")
         if probe["mathErrors"]:
             problems.append(f"MathJax errors: {probe['mathErrors'][:5]}")
         if probe["rawMath"]:

@@ -469,8 +469,9 @@ def static_files(static: Path, modules: dict[str, str]) -> None:
     copy_tree(manager, static / "widgets",
               lambda p: p.name == "embed-amd.js" or p.suffix in (".woff", ".woff2"))  # browsers that read the rest want woff
     write_if_changed(static / "require.min.js", (node_modules / "requirejs" / "require.js").read_bytes())
-    for name in ("widgets-setup.js", "sphinx_book_fixes.py", "favicon.svg"):
+    for name in ("widgets-setup.js", "favicon.svg"):
         write_if_changed(static / name, (BOOK_NPM / name).read_bytes())
+    write_if_changed(SRC / "_ext" / "sphinx_book_fixes.py", (BOOK_NPM / "sphinx_book_fixes.py").read_bytes())
     css = (BOOK_NPM / "book.css").read_text(encoding="utf-8")
     for module, tag in sorted(modules.items()):
         css += f'\n.cell.tag_{tag} > .cell_input::before {{ content: "exported to {module}"; }}'
@@ -508,7 +509,7 @@ def book_config(config: dict[str, str]) -> str:
                                  "Run them in Jupyter for the live widgets."},
         "repository": {"url": config.get("git_url", ""), "path_to_book": "nbs", "branch": config.get("branch", "main")},
         "launch_buttons": {"thebe": False, "binderhub_url": "", "jupyterhub_url": "", "colab_url": ""},
-        "sphinx": {"recursive_update": True, "local_extensions": {"sphinx_book_fixes": "assets"}, "config": {
+        "sphinx": {"recursive_update": True, "local_extensions": {"sphinx_book_fixes": "_ext"}, "config": {
             "html_static_path": ["assets"],
             "html_copy_source": False,
             "html_theme_options": {"show_toc_level": 2, "use_download_button": False},
@@ -597,6 +598,7 @@ def build(args) -> Path:
         print(result.stdout[-5000:], result.stderr[-5000:], file=sys.stderr)
         raise SystemExit(f"[build_book] jupyter-book build failed (exit {result.returncode}); full log in {OUT / 'build.log'}")
     html = OUT / "_build" / "html"
+    copy_tree(SRC / "assets", html / "_static")  # Sphinx skips copying static files when no page changed
     size = sum(p.stat().st_size for p in html.rglob("*") if p.is_file())
     log(f"built {len(pages)} pages in {time.time() - start:.0f} s (execution {t_executed - start:.0f} s), "
         f"{len(warnings)} warning(s), site {size / 2**20:.1f} MiB: {html / 'index.html'}")
