@@ -31,7 +31,7 @@ logger = logging.getLogger("batchbald_nb")
 # %% auto #0
 __all__ = ['logger', 'KNOWN_DATASETS', 'KNOWN_MODELS', 'step_seed', 'step_generator', 'LabelledPool', 'gather', 'Metrics',
            'evaluate', 'ToyBayesianMLP', 'toy_blobs', 'TrainingConfig', 'TrainingResult', 'train_model', 'TrialConfig',
-           'write_json_atomic', 'environment', 'run_trial']
+           'write_json_atomic', 'environment', 'subsample_pool', 'run_trial']
 
 # %% ../nbs/07_active_learning.ipynb #b3cd9c2a
 _PURPOSES = {"train": 0, "pool": 1, "acquire": 2, "evaluate": 3, "score": 4}
@@ -316,12 +316,33 @@ def _score_pool(model, dataset, candidates: list[int], config: TrialConfig, step
                                    generator_seed=step_seed(config.seed, step, "score"), progress=False)
 
 
+def subsample_pool(pool: list[int], size: int, generator: torch.Generator, groups: torch.Tensor | None = None) -> list[int]:
+    """About `size` pool indices drawn at random (sorted). With `groups` (one id per training point, copies sharing it) whole
+    groups are drawn until `size` is reached, so the subsample keeps every copy of a chosen original: Repeated MNIST's
+    redundancy, which is what the experiment is about, survives subsampling."""
+    if size >= len(pool):
+        return list(pool)
+    if groups is None:
+        order = torch.randperm(len(pool), generator=generator)[:size]
+        return sorted(pool[i] for i in order.tolist())
+    members: dict[int, list[int]] = {}
+    for i in pool:
+        members.setdefault(int(groups[i]), []).append(i)
+    group_ids = list(members)
+    chosen: list[int] = []
+    for g in torch.randperm(len(group_ids), generator=generator).tolist():
+        chosen += members[group_ids[g]]
+        if len(chosen) >= size:
+            break
+    return sorted(chosen)
+
+
 def _acquire_batch(model, dataset, state: LabelledPool, config: TrialConfig, step: int, device) -> tuple[list[int], list[float], float, float]:
     "Score the (subsampled) pool and acquire; returns dataset indices, scores, scoring seconds, acquisition seconds."
     candidates = state.pool
-    if config.pool_subsample is not None and config.pool_subsample < len(candidates):
-        order = torch.randperm(len(candidates), generator=step_generator(config.seed, step, "pool"))[: config.pool_subsample]
-        candidates = [candidates[i] for i in order.sort().values.tolist()]
+    if config.pool_subsample is not None:
+        candidates = subsample_pool(candidates, config.pool_subsample, step_generator(config.seed, step, "pool"),
+                                    getattr(dataset, "train_groups", None))
     batch_size = min(config.acquisition_size, config.max_labelled - len(state.labelled), len(candidates))
     start = time.perf_counter()
     if config.method == "random":  # needs no predictions: do not pay for scoring the pool
