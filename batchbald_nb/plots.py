@@ -10,6 +10,7 @@ import functools
 import gzip
 import json
 import math
+import textwrap
 from collections import Counter, defaultdict
 from importlib import resources
 from pathlib import Path
@@ -315,7 +316,8 @@ def plot_experiment(results_dir, out=None, paper: dict | None = None, metric: st
     info = load_experiment_info(results_dir)
     heading = title or ": ".join(s for s in (info.get("name"), info.get("description")) if s) or results_dir.name
     trials = ", ".join(f"{v} {len(ts)}" for v, ts in experiment.items())
-    ax.set_title(f"{heading}\n(median and 25-75% of trials: {trials})", fontsize=10)
+    heading = "\n".join(textwrap.wrap(heading, width=95))  # experiment descriptions are long: wrap, never clip
+    ax.set_title(f"{heading}\n(median and 25-75% of trials: {trials})", fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     out = Path(out) if out is not None else results_dir / "curves.png"
