@@ -79,7 +79,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment("cinic10_paper", "CINIC-10 (section 4.4, figure 9): VGG-16 transfer, K=50, b=10", _cinic_base,
                {"batchbald": {"method": "batchbald"}, "bald": {"method": "bald"}}),
     Experiment("repeated_mnist_cpu", "Repeated MNIST on a 2-core CPU: as the paper (b=10, K=10) but each step scores a random "
-               "2,000-point pool subsample, tests on 2,000 test points, epochs of 2,048 samples (max 20), up to 150 labelled",
+               "2,000-point pool subsample (whole originals: copies stay together), tests on 2,000 test points, epochs of 2,048 samples (max 20), up to 150 labelled",
                replace(_repeated_base, max_labelled=150), _cpu_variants(_three, **_cpu), num_trials=3),
     Experiment("mnist_cpu", "MNIST on a 2-core CPU: as the paper but K=20 (not 100), 2,000-point pool subsample per step, "
                "2,000 test points, epochs of 2,048 samples (max 20), up to 150 labelled",
@@ -90,7 +90,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                replace(_emnist_base, dataset="emnist_balanced_standin", validation_size=2048, max_labelled=150),
                _cpu_variants(_three, **_cpu), num_trials=3),
     Experiment("readme", "The README's main job: Repeated MNIST, BatchBALD vs BALD vs random, b=10, K=10, 1,000-point pool "
-               "subsample per step, 1,000 test points, 512 validation points, epochs of 1,024 samples (max 10), 20 -> 60 labelled, "
+               "subsample per step (whole originals: copies stay together), 1,000 test points, 512 validation points, epochs of 1,024 samples (max 10), 20 -> 60 labelled, "
                "one trial", replace(_repeated_base, validation_size=512, max_labelled=60),
                _cpu_variants(_three, pool_subsample=1000, test_subsample=1000,
                              training=asdict(replace(_cpu_training, epoch_samples=1024, max_epochs=10))), num_trials=1),
