@@ -129,10 +129,14 @@ def get_batchbald_batch(log_probs_N_K_C: torch.Tensor, batch_size: int, num_samp
     max_block = max(1, memory_budget_bytes // (4 * C * K * probs_N_C_K.element_size()))
     bounds_N = torch.full((N,), math.inf, dtype=torch.float64, device=device)
     configurations = Configurations.empty(K, device)
-    batch, chosen_conditional_entropy = CandidateBatch(), 0.0
+    batch, chosen_conditional_entropy, tolerance = CandidateBatch(), 0.0, 0.0
+    rescore = dtype != torch.float64  # lower-precision screening: near-ties are re-decided in float64, over all configurations
     for step in tqdm(range(batch_size), desc="BatchBALD", disable=not progress):
-        kernel = JointEntropyKernel.of(configurations, dtype, device, memory_budget_bytes)
         entropy = configurations.entropy()
+        dtype_error = rescoring_tolerance(dtype, entropy + math.log(C))
+        prune_mass = dtype_error / math.log(C) if rescore and C > 1 else 0.0  # light configurations: at most dtype_error / 2 more
+        kernel = JointEntropyKernel.of(configurations, dtype, device, memory_budget_bytes, prune_mass)
+        tolerance = max(tolerance, dtype_error + kernel.pruning_error(C))  # the bounds kept from earlier steps carry their errors
 
         def gains(indices_n):  # Delta_n(x) = H(y_A, y_x) - H(y_A) - E[H(y_x | w)], in the compute dtype
             return kernel(probs_N_C_K[indices_n]) - entropy - conditional_entropies_N[indices_n]
@@ -142,9 +146,8 @@ def get_batchbald_batch(log_probs_N_K_C: torch.Tensor, batch_size: int, num_samp
             kernel_float64 = JointEntropyKernel.of(configurations, torch.float64, device)
             return kernel_float64(log_probs_n_K_C.exp().transpose(1, 2)) - entropy - conditional_entropies_N[indices_n]
 
-        tolerance = rescoring_tolerance(dtype, entropy + math.log(C))
         fresh_N = refresh_gains(gains, bounds_N, tolerance, lazy, min(64, max_block), max_block)
-        index, gain = pick_best(bounds_N, fresh_N, tolerance, None if dtype == torch.float64 else gains_float64)
+        index, gain = pick_best(bounds_N, fresh_N, tolerance, gains_float64 if rescore else None)
         batch.indices.append(index)
         batch.scores.append(entropy + gain - chosen_conditional_entropy)
         batch.evaluations.append(int(fresh_N.sum()))

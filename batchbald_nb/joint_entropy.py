@@ -85,8 +85,8 @@ class Configurations:
             return -log_probs_M.mean().item()
         return -torch.xlogy(log_probs_M.exp(), log_probs_M.exp()).sum().item()
 
-    def weights(self) -> tuple[torch.Tensor, torch.Tensor, float]:
-        "The scaled rows P~ (max 1 per row), and a_M (float64) and sum_M b_M of the unified estimator; repeated sampled rows merged."
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        "The scaled rows P~ (max 1 per row), and a_M and b_M (float64) of the unified estimator; repeated sampled rows merged."
         log_rows_M_K = self.log_joint_probs_M_K
         if self.sampled:  # one row per distinct draw, weighted by how often it was drawn: the same sum, fewer rows
             log_rows_M_K, count_M = torch.unique(log_rows_M_K, dim=0, return_counts=True)
@@ -95,9 +95,9 @@ class Configurations:
         scaled_mean_M = scaled_M_K.mean(dim=1)
         if self.sampled:
             m = self.num_configurations
-            return scaled_M_K, count_M / (m * scaled_mean_M), ((count_M * log_alpha_M).sum() / m).item()
+            return scaled_M_K, count_M / (m * scaled_mean_M), count_M * log_alpha_M / m
         alpha_M = log_alpha_M.exp()
-        return scaled_M_K, alpha_M, (alpha_M * scaled_mean_M * log_alpha_M).sum().item()
+        return scaled_M_K, alpha_M, alpha_M * scaled_mean_M * log_alpha_M
 
 # %% ../nbs/01_joint_entropy.ipynb #58c2f85e
 def sample_configurations(configurations: Configurations, log_probs_K_C: torch.Tensor, num_samples: int,
@@ -150,25 +150,44 @@ class JointEntropyKernel:
 
     scaled_over_K_K_M: torch.Tensor  # (P~ / k)^T, k x M, in the compute dtype on the compute device
     a_M: torch.Tensor  # the rows' weights a_M, float64, on the compute device
-    b_sum: float  # sum_M b_M
+    b_sum: float  # sum_M b_M over the rows kept
     tile_elements: int  # q values per tile
+    dropped_mass: float = 0.0  # total probability of the enumerated rows dropped as too light to matter
+    dropped_entropy: float = 0.0  # their -sum p log p
 
     @classmethod
     def of(cls, configurations: Configurations, dtype: torch.dtype = torch.float64, device=None,
-           memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES) -> "JointEntropyKernel":
-        "The kernel of `configurations`, with products in `dtype` on `device` (default: the configurations' device)."
-        scaled_M_K, a_M, b_sum = configurations.weights()
+           memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES, prune_mass: float = 0.0) -> "JointEntropyKernel":
+        """The kernel of `configurations`, with products in `dtype` on `device` (default: the configurations' device). `prune_mass`:
+        drop the lightest enumerated configurations up to this total probability (see `pruning_error`)."""
+        scaled_M_K, a_M, b_M = configurations.weights()
+        dropped_mass = dropped_entropy = 0.0
+        if prune_mass > 0 and not configurations.sampled:  # enumerated rows: weights() keeps every row, in order
+            log_p_M = configurations.log_probs_M()
+            p_sorted_M, order_M = log_p_M.exp().sort()
+            drop_M = order_M[p_sorted_M.cumsum(0) <= min(prune_mass, 0.5)]
+            if len(drop_M):
+                dropped_mass = log_p_M[drop_M].exp().sum().item()
+                dropped_entropy = -(log_p_M[drop_M].exp() * log_p_M[drop_M]).nan_to_num(0.0).sum().item()
+                keep_M = torch.ones_like(log_p_M, dtype=torch.bool)
+                keep_M[drop_M] = False
+                scaled_M_K, a_M, b_M = scaled_M_K[keep_M], a_M[keep_M], b_M[keep_M]
+        b_sum = b_M.sum().item()
         device = scaled_M_K.device if device is None else torch.device(device)
         scaled_over_K_K_M = (scaled_M_K.T / scaled_M_K.shape[1]).to(device=device, dtype=dtype).contiguous()
         tile_elements = CPU_TILE_ELEMENTS
         if device.type != "cpu":
             tile_elements = max(CPU_TILE_ELEMENTS, memory_budget_bytes // (4 * scaled_over_K_K_M.element_size()))
-        return cls(scaled_over_K_K_M, a_M.to(device), b_sum, tile_elements)
+        return cls(scaled_over_K_K_M, a_M.to(device), b_sum, tile_elements, dropped_mass, dropped_entropy)
 
     @property
     def num_rows(self) -> int:
-        "M, the configurations (after merging identical sampled rows) each candidate is multiplied with."
+        "M, the configurations (after merging identical sampled rows, and dropping light ones) each candidate is multiplied with."
         return self.scaled_over_K_K_M.shape[1]
+
+    def pruning_error(self, num_classes: int) -> float:
+        "How far (nats, either way) a joint entropy may be from its value over all rows because light rows were dropped."
+        return self.dropped_mass * math.log(num_classes) / 2
 
     def __call__(self, probs_n_C_K: torch.Tensor) -> torch.Tensor:
         "The joint entropies (float64, n) with each of n candidates, from their probabilities (n x C x K, compute dtype and device)."
@@ -191,7 +210,7 @@ class JointEntropyKernel:
                 q_tC_m.clamp_min_(tiny)  # 0 log 0 = 0, to within 1e-36
                 qlogq_tC_m = torch.log(q_tC_m, out=log_buffer[: t * C * m].view(t * C, m)).mul_(q_tC_m)
                 S_n[n0 : n0 + t] += qlogq_tC_m.view(t, C, m).sum(dim=1).double() @ a_m  # over c in the dtype, over rows in float64
-        return -S_n - self.b_sum
+        return -S_n - self.b_sum + self.dropped_entropy + self.pruning_error(C)
 
 # %% ../nbs/01_joint_entropy.ipynb #49351c4c
 def joint_entropies_with_candidates(configurations: Configurations, probs_K_N_C: torch.Tensor,
