@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -92,14 +93,24 @@ def speed_study(rounds: int = 5) -> dict:
                 seconds = time.perf_counter() - start
                 timings.setdefault(f"{str(dtype)[6:]}_threads{threads}", []).append(1e9 * seconds / (M * n * C))
     torch.set_num_threads(1)
-    return {"K": K, "C": C, "M": M, "n": n, "ns_per_q": timings, "best_ns_per_q": {k: min(v) for k, v in timings.items()},
+    return {"K": K, "C": C, "M": M, "n": n, "loadavg": list(os.getloadavg()), "ns_per_q": timings, "best_ns_per_q": {k: min(v) for k, v in timings.items()},
             "median_ns_per_q": {k: sorted(v)[len(v) // 2] for k, v in timings.items()}}
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.parse_args(argv)
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only add one more sample of the speed study (threads x dtype) to the stored results, with the load average")
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.speed_only:
+        path = RESULTS / "kernel_study.json"
+        results = json.loads(path.read_text())
+        sample = speed_study()
+        results.setdefault("speed_samples", []).append(sample)
+        print("load", [round(x, 2) for x in sample["loadavg"]], "best ns per q:", {k: round(v, 2) for k, v in sample["best_ns_per_q"].items()})
+        write_json(path, results)
+        return
     results = {"environment": environment()}
     results["limits_1_thread"] = machine_limits()
     torch.set_num_threads(2)

@@ -199,12 +199,29 @@ def save(name: str, payload: dict, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+def previous_rows(name: str, args) -> dict:
+    "Rows of an interrupted run of the same suite (same seed, threads and device), by configuration; a complete run starts afresh."
+    path = RESULTS / f"{name}.json"
+    if args.fresh or not path.exists():
+        return {}
+    previous = json.loads(path.read_text())
+    env = previous.get("environment", {})
+    if previous.get("complete") or env.get("threads") != args.threads or env.get("device", "cpu") != args.device or \
+            previous.get("seed", args.seed) != args.seed:
+        return {}
+    return {(r["N"], r["K"], r["C"], r["b"], r["m"]): r for r in previous["rows"]}
+
+
 def main_suite(args, configs, name: str, sweep_of=None) -> None:
     env, limits = environment(), machine_limits()
     env["device"] = args.device
     print(f"limits: {json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in limits.items()})}", flush=True)
-    rows = []
+    rows, done = [], previous_rows(name, args)
     for config in configs:
+        if tuple(config) in done:  # finished in an earlier, interrupted invocation of the same suite: keep its row
+            rows.append(done[tuple(config)])
+            print(f"resumed {config} from benchmarks/results/{name}.json", flush=True)
+            continue
         ours_runs = [run_worker("ours", config, args) for _ in range(args.repeats)]
         errors = [r for r in ours_runs if "error" in r]
         if errors:
@@ -218,10 +235,10 @@ def main_suite(args, configs, name: str, sweep_of=None) -> None:
         rows.append(row)
         print(json.dumps({k: row.get(k) for k in ("N", "K", "C", "b", "m", "ours_seconds", "redux_seconds", "ratio", "agree_exact_steps",
                                                    "agree_all")}), flush=True)
-        save(name, {"environment": env, "limits": limits, "rows": rows, "complete": False}, rows)
+        save(name, {"environment": env, "limits": limits, "seed": args.seed, "rows": rows, "complete": False}, rows)
     table = print_table(rows, limits, env)
     print(table, flush=True)
-    save(name, {"environment": env, "limits": limits, "rows": rows, "table": table, "complete": True}, rows)
+    save(name, {"environment": env, "limits": limits, "seed": args.seed, "rows": rows, "table": table, "complete": True}, rows)
 
 
 def scaling_suite(args) -> None:
@@ -272,6 +289,7 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="where both implementations compute (cpu, cuda); results files get a suffix")
     parser.add_argument("--skip-redux", action="store_true")
+    parser.add_argument("--fresh", action="store_true", help="ignore the rows of an interrupted earlier run (default: resume it)")
     parser.add_argument("--redux-timeout", type=float, default=3 * 3600)
     parser.add_argument("--only", type=int, nargs="*", help="indices into the main configurations to run")
     parser.add_argument("--worker", choices=["ours", "redux"], help=argparse.SUPPRESS)
