@@ -21,8 +21,9 @@ import numpy as np
 __all__ = ['PAPER_RUNS_FILE', 'METHOD_COLORS', 'paper_provenance', 'paper_runs', 'paper_experiments', 'learning_curve',
            'nearest_percentile', 'points_to_first', 'points_to_accuracy', 'trials_limit', 'format_points',
            'points_to_accuracy_table', 'quartile_curves', 'plot_learning_curves', 'plot_paper', 'seconds_to_accuracy',
-           'load_experiment', 'load_experiment_info', 'plot_experiment', 'acquired_class_entropy',
-           'class_entropy_curve', 'plot_class_entropy', 'plot_class_histogram']
+           'elapsed_seconds', 'time_to_accuracy', 'plot_accuracy_against_time', 'load_experiment',
+           'load_experiment_info', 'plot_experiment', 'acquired_class_entropy', 'class_entropy_curve',
+           'plot_class_entropy', 'plot_class_histogram']
 
 # %% ../nbs/09_plots.ipynb #063d548f
 PAPER_RUNS_FILE = Path(str(resources.files("batchbald_nb") / "reference" / "paper_runs_compact.json.gz"))
@@ -255,6 +256,75 @@ def seconds_to_accuracy(trial: dict, threshold: float, acquisition_keys=("acquis
             needed = times[0][: i + 1] + [t for column in times[1:] for t in column[:i]]
             return math.nan if any(t is None for t in needed) else float(sum(needed))
     return math.inf
+
+# %% ../nbs/09_plots.ipynb #3a1df877
+def _acquisition_keys(trial: dict, acquisition_keys=None) -> tuple[str, ...]:
+    "The timing columns of one acquisition: given, or scoring + selection for our trials and the one column of paper runs."
+    if acquisition_keys is not None:
+        return tuple(acquisition_keys)
+    return ("scoring_seconds", "acquisition_seconds") if "steps" in trial else ("acquisition_seconds",)
+
+
+def _seconds(values) -> np.ndarray:
+    return np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+
+def elapsed_seconds(trial: dict, acquisition_keys=None) -> np.ndarray:
+    """Per step: seconds spent when that step's model is trained (its training and every earlier one, plus the acquisitions
+    in between), as `seconds_to_accuracy` counts them; NaN from the first step whose time was not recorded.
+
+    `acquisition_keys=None`: ("scoring_seconds", "acquisition_seconds") for our trials, ("acquisition_seconds",) for paper runs."""
+    train = _seconds(_column(trial, "train_seconds"))
+    acquire = sum(_seconds(_column(trial, key)) for key in _acquisition_keys(trial, acquisition_keys))
+    return np.cumsum(train) + np.concatenate([[0.0], np.cumsum(acquire)[:-1]])
+
+
+def time_to_accuracy(runs: list[dict], threshold: float, acquisition_keys=None) -> tuple[float, float, float]:
+    """(25%, median, 75%) over trials of `seconds_to_accuracy` (nearest percentiles): `inf` where the percentile falls on
+    trials that never reached `threshold`, all `nan` if a trial lacks a time it needs."""
+    values = [seconds_to_accuracy(r, threshold, _acquisition_keys(r, acquisition_keys)) for r in runs]
+    if not values or any(math.isnan(v) for v in values):
+        return (math.nan,) * 3
+    return tuple(nearest_percentile(values, q) for q in (25, 50, 75))
+
+
+def plot_accuracy_against_time(ax, trials_by_label: dict[str, list[dict]], threshold: float = 0.95, reference: float | None = None,
+                               acquisition_keys=None, colors: dict[str, str] | None = None, min_fraction: float = 0.5,
+                               linestyle: str = "-", xlabel: str | None = None) -> dict:
+    """Median accuracy against median elapsed time (divided by `reference` seconds) per labelled-set size, one line per label,
+    and a star at each label's median time to `threshold` (figure 6's view).
+
+    `reference` defaults to the first label's median time to `threshold`. Returns `{label: {"seconds": (q25, median, q75),
+    "relative": the same / reference}}` of the time to `threshold`."""
+    times = {label: time_to_accuracy(trials, threshold, acquisition_keys) for label, trials in trials_by_label.items() if trials}
+    if reference is None:
+        reference = next(iter(times.values()))[1] if times else math.nan
+    if not (math.isfinite(reference) and reference > 0):
+        raise ValueError(f"the reference time must be a positive number of seconds, got {reference}")
+    drawn = {}
+    for label, trials in trials_by_label.items():
+        if not trials:
+            continue
+        by_size = defaultdict(list)
+        for trial in trials:
+            elapsed = elapsed_seconds(trial, acquisition_keys)
+            for n, a, t in zip(_column(trial, "num_labelled"), _column(trial, "accuracy"), elapsed):
+                if a is not None and not math.isnan(t):
+                    by_size[n].append((t, a))
+        needed = max(1, math.ceil(min_fraction * len(trials)))
+        sizes = sorted(n for n, pairs in by_size.items() if len(pairs) >= needed)
+        x = [nearest_percentile([t for t, _ in by_size[n]], 50) / reference for n in sizes]
+        y = [nearest_percentile([a for _, a in by_size[n]], 50) for n in sizes]
+        (line,) = ax.plot(x, y, linestyle=linestyle, color=(colors or {}).get(label), label=label)
+        if math.isfinite(times[label][1]):
+            ax.plot([times[label][1] / reference], [_threshold(threshold)], marker="*", markersize=14, color=line.get_color(),
+                    markeredgecolor="black", linestyle="none")
+        drawn[label] = {"seconds": times[label], "relative": tuple(t / reference for t in times[label])}
+    ax.axhline(_threshold(threshold), color="gray", linewidth=0.8, linestyle=":")
+    ax.set_xlabel(xlabel or f"wall time / {reference / 60:.1f} min (reference)")
+    ax.set_ylabel("test accuracy")
+    ax.grid(True, alpha=0.3)
+    return drawn
 
 # %% ../nbs/09_plots.ipynb #7d4f8ca5
 def _trial_seed(path: Path) -> tuple:

@@ -134,7 +134,8 @@ def compare(config, ours_runs: list[dict], redux: dict | None, limits: dict, arg
            "ours_seconds_all": [r["seconds"] for r in ours_runs], "ours_peak_rss_bytes": max(r["peak_rss_bytes"] for r in ours_runs),
            "ours_rss_before_run_bytes": ours["rss_before_run_bytes"], "input_bytes": ours["input_bytes"], "ours_indices": ours["indices"],
            "ours_scores": ours["scores"], "ours_evaluations": ours["evaluations"], "ours_q_values": ours["q_values"],
-           "ours_kernel_seconds": ours["kernel_seconds"], "exact_steps": exact_steps(C, b, m), "loadavg_ours": [r["loadavg_1min"] for r in ours_runs]}
+           "ours_kernel_seconds": ours["kernel_seconds"], "exact_steps": exact_steps(C, b, m), "loadavg_ours": [r["loadavg_1min"] for r in ours_runs],
+           "limits": limits}  # the limits measured at the start of this row's invocation: its fractions of the limit are against them
     floor = ns_per_q_limit(limits, K, "float32")
     row["ours_ns_per_q_kernel"] = 1e9 * ours["kernel_seconds"] / max(1, ours["q_values"])
     row["ours_kernel_fraction_of_limit"] = floor / row["ours_ns_per_q_kernel"]
