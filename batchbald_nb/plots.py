@@ -21,9 +21,9 @@ import numpy as np
 __all__ = ['PAPER_RUNS_FILE', 'METHOD_COLORS', 'paper_provenance', 'paper_runs', 'paper_experiments', 'learning_curve',
            'nearest_percentile', 'points_to_first', 'points_to_accuracy', 'trials_limit', 'format_points',
            'points_to_accuracy_table', 'quartile_curves', 'plot_learning_curves', 'plot_paper', 'seconds_to_accuracy',
-           'elapsed_seconds', 'time_to_accuracy', 'plot_accuracy_against_time', 'load_experiment',
-           'load_experiment_info', 'plot_experiment', 'acquired_class_entropy', 'class_entropy_curve',
-           'plot_class_entropy', 'plot_class_histogram']
+           'elapsed_seconds', 'time_to_accuracy', 'plot_accuracy_against_time', 'quartiles_at', 'accuracy_at_table',
+           'load_experiment', 'load_experiment_info', 'plot_experiment', 'acquired_class_entropy',
+           'class_entropy_curve', 'plot_class_entropy', 'plot_class_histogram']
 
 # %% ../nbs/09_plots.ipynb #063d548f
 PAPER_RUNS_FILE = Path(str(resources.files("batchbald_nb") / "reference" / "paper_runs_compact.json.gz"))
@@ -325,6 +325,28 @@ def plot_accuracy_against_time(ax, trials_by_label: dict[str, list[dict]], thres
     ax.set_ylabel("test accuracy")
     ax.grid(True, alpha=0.3)
     return drawn
+
+# %% ../nbs/09_plots.ipynb #01dec8fe
+def quartiles_at(trials: list[dict], num_labelled: int, metric: str = "accuracy") -> tuple[tuple[float, float, float] | None, int]:
+    "((25%, median, 75%) of `metric` over the trials with a model at exactly `num_labelled` points, their number); (None, 0) if none."
+    stats = quartile_curves(trials, metric, min_fraction=0.0) if trials else {"num_labelled": np.array([])}
+    hit = np.flatnonzero(stats["num_labelled"] == num_labelled)
+    if not len(hit):
+        return None, 0
+    i = hit[0]
+    return (float(stats["q25"][i]), float(stats["median"][i]), float(stats["q75"][i])), int(stats["count"][i])
+
+
+def accuracy_at_table(rows: dict[str, list[dict]], sizes, metric: str = "accuracy") -> str:
+    "A markdown table: one row per label, '25% / median / 75% (trials)' of `metric` at each labelled-set size in `sizes`."
+    lines = ["| | " + " | ".join(f"{metric} at {n} labelled (trials)" for n in sizes) + " |", "|---|" + "--:|" * len(sizes)]
+    for label, trials in rows.items():
+        cells = []
+        for n in sizes:
+            quartiles, count = quartiles_at(trials, n, metric)
+            cells.append(" / ".join(f"{q:.1%}" if metric == "accuracy" else f"{q:.3g}" for q in quartiles) + f" ({count})" if quartiles else "-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 # %% ../nbs/09_plots.ipynb #7d4f8ca5
 def _trial_seed(path: Path) -> tuple:
