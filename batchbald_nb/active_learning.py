@@ -5,6 +5,7 @@
 # %% ../nbs/07_active_learning.ipynb #3be4f107
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -31,7 +32,7 @@ logger = logging.getLogger("batchbald_nb")
 # %% auto #0
 __all__ = ['logger', 'KNOWN_DATASETS', 'KNOWN_MODELS', 'step_seed', 'step_generator', 'LabelledPool', 'gather', 'Metrics',
            'evaluate', 'ToyBayesianMLP', 'toy_blobs', 'TrainingConfig', 'TrainingResult', 'train_model', 'TrialConfig',
-           'write_json_atomic', 'environment', 'subsample_pool', 'run_trial']
+           'write_json_atomic', 'environment', 'stored_config_with_defaults', 'subsample_pool', 'run_trial']
 
 # %% ../nbs/07_active_learning.ipynb #b3cd9c2a
 _PURPOSES = {"train": 0, "pool": 1, "acquire": 2, "evaluate": 3, "score": 4}
@@ -227,6 +228,7 @@ class TrialConfig:
     test_subsample: int | None = None
     seed: int = 0
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    model_options: dict = field(default_factory=dict)  # keyword arguments of the model, e.g. {"pretrained": False}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrialConfig":
@@ -256,7 +258,33 @@ class TrialConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise ValueError(f"{name} must be None (use everything) or a positive integer, got {value!r}")
+        _check_model_options(self.model, self.model_options)
         self.training.validate()
+
+
+def _model_class(name: str) -> type:
+    if name == "toy_mlp":
+        return ToyBayesianMLP
+    from batchbald_nb.models import MODELS
+    return MODELS[name]
+
+
+def _check_model_options(model: str, options) -> None:
+    "A ValueError naming `model_options` unless it is a JSON-exact dict of keyword arguments that `model`'s constructor accepts."
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        raise ValueError(f"model_options must be a dict of keyword arguments for the model, got {options!r}")
+    if "num_classes" in options:
+        raise ValueError("model_options must not set num_classes: the dataset decides it")
+    try:
+        exact = json.loads(json.dumps(options)) == options
+    except (TypeError, ValueError):
+        exact = False
+    if not exact:
+        raise ValueError(f"model_options must hold JSON values only (str, number, bool, None, list, dict), got {options!r}")
+    try:
+        inspect.signature(_model_class(model)).bind(num_classes=2, **options)
+    except TypeError as error:
+        raise ValueError(f"model_options {options!r} do not fit model {model!r}: {error}") from None
 
 # %% ../nbs/07_active_learning.ipynb #6d989e96
 def write_json_atomic(path: Path, obj) -> None:
@@ -289,9 +317,9 @@ def _make_dataset(config: TrialConfig, data_root, download: bool):
 
 def _make_model(config: TrialConfig, num_classes: int) -> BayesianModule:
     if config.model == "toy_mlp":
-        return ToyBayesianMLP(num_classes=num_classes)
+        return ToyBayesianMLP(num_classes=num_classes, **config.model_options)
     from batchbald_nb.models import make_model
-    return make_model(config.model, num_classes)
+    return make_model(config.model, num_classes, **config.model_options)
 
 
 def _initial_split(config: TrialConfig, dataset) -> tuple[list[int], list[int], list[int]]:
@@ -300,13 +328,31 @@ def _initial_split(config: TrialConfig, dataset) -> tuple[list[int], list[int], 
     return [int(i) for i in initial], [int(i) for i in validation], [int(i) for i in pool]
 
 
+def stored_config_with_defaults(stored: dict) -> dict:
+    """A config dict from a results file with the fields it lacks filled in with today's defaults (top level and `training`).
+
+    Files written before a field existed lack it; the rule for adding a field is that its default does what the code did before,
+    so a missing field means its default."""
+    if not isinstance(stored, dict):
+        raise ValueError(f"a stored config must be a dict, got {type(stored).__name__}")
+    defaults = asdict(TrialConfig())
+    filled = {**defaults, **stored}
+    if isinstance(stored.get("training"), dict):
+        filled["training"] = {**defaults["training"], **stored["training"]}
+    return filled
+
+
 def _load_results(path: Path, config: TrialConfig) -> dict | None:
     if not path.exists():
         return None
     results = json.loads(path.read_text(encoding="utf-8"))
-    if results.get("config") != asdict(config):
-        raise ValueError(f"{path} holds results of a different config; refusing to mix them. Stored: {results.get('config')}; "
-                         f"requested: {asdict(config)}. Use another results path, or delete the file to start over.")
+    if not isinstance(results.get("config"), dict):
+        raise ValueError(f"{path} holds no trial config; refusing to resume from it. Use another results path, or delete the file.")
+    stored, requested = stored_config_with_defaults(results["config"]), asdict(config)
+    if stored != requested:
+        differ = sorted(k for k in stored.keys() | requested.keys() if stored.get(k) != requested.get(k))
+        raise ValueError(f"{path} holds results of a different config (differing: {differ}); refusing to mix them. Stored: "
+                         f"{results.get('config')}; requested: {requested}. Use another results path, or delete the file to start over.")
     return results
 
 
