@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import stat
@@ -20,10 +21,12 @@ from torch.utils.data import ConcatDataset, Dataset, TensorDataset
 
 # %% auto #0
 __all__ = ['DATA_ENV_VAR', 'MNIST_MEAN', 'MNIST_STD', 'EMNIST_BALANCED_CLASSES', 'EMNIST_STANDIN_PER_CLASS',
-           'EMNIST_STANDIN_SEED', 'CINIC10_URLS', 'CINIC10_ARCHIVE', 'CINIC10_MEAN', 'CINIC10_STD', 'DATASET_NAMES',
-           'PAPER_MNIST_INITIAL_INDICES', 'PAPER_VALIDATION_SIZES', 'PAPER_INITIAL_PER_CLASS', 'VALIDATION_SIZES',
-           'INITIAL_PER_CLASS', 'default_data_root', 'ActiveLearningDataset', 'mnist_tensors', 'repeat_with_noise',
-           'cinic10_folders', 'load_dataset', 'balanced_initial_indices', 'split_indices', 'subsample']
+           'EMNIST_STANDIN_SEED', 'CINIC10_URLS', 'CINIC10_ARCHIVE', 'CINIC10_MEAN', 'CINIC10_STD',
+           'CINIC10_STANDIN_PER_CLASS', 'CINIC10_STANDIN_SEED', 'DATASET_NAMES', 'PAPER_MNIST_INITIAL_INDICES',
+           'PAPER_VALIDATION_SIZES', 'PAPER_INITIAL_PER_CLASS', 'VALIDATION_SIZES', 'INITIAL_PER_CLASS',
+           'default_data_root', 'ActiveLearningDataset', 'mnist_tensors', 'repeat_with_noise', 'cinic10_folders',
+           'tint_digits', 'write_cinic10_standin', 'load_dataset', 'balanced_initial_indices', 'split_indices',
+           'subsample']
 
 # %% ../nbs/05_data.ipynb #1a52355e
 DATA_ENV_VAR = "BATCHBALD_NB_DATA"
@@ -115,8 +118,8 @@ def _normalised(images_N_H_W: torch.Tensor, mean: float, std: float) -> torch.Te
     return images_N_H_W.to(torch.float32).mul_(1 / (255 * std)).sub_(mean / std).unsqueeze(1)
 
 
-def mnist_tensors(root=None, train: bool = True, download: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    "MNIST's training or test split via torchvision, as normalised float32 `images_N_1_28_28` and int64 `targets_N`."
+def _mnist_uint8(root, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    "MNIST's training or test split via torchvision, as stored: uint8 `images_N_28_28` and int64 `targets_N`."
     import torchvision
 
     root = Path(root) if root is not None else default_data_root()
@@ -124,7 +127,13 @@ def mnist_tensors(root=None, train: bool = True, download: bool = False) -> tupl
     present = all((raw / f).is_file() for f in _MNIST_FILES)
     _check_available("mnist", root, f"MNIST/raw/{{{','.join(_MNIST_FILES)}}} (torchvision's layout)", present, download, raw)
     mnist = torchvision.datasets.MNIST(str(root), train=train, download=download and not present)
-    return _normalised(mnist.data, MNIST_MEAN, MNIST_STD), mnist.targets.long()
+    return mnist.data, mnist.targets.long()
+
+
+def mnist_tensors(root=None, train: bool = True, download: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    "MNIST's training or test split via torchvision, as normalised float32 `images_N_1_28_28` and int64 `targets_N`."
+    images_N_28_28, targets_N = _mnist_uint8(root, train, download)
+    return _normalised(images_N_28_28, MNIST_MEAN, MNIST_STD), targets_N
 
 
 def _load_mnist(root: Path, download: bool, seed: int) -> ActiveLearningDataset:
@@ -327,6 +336,99 @@ def _load_cinic10(root: Path, download: bool, seed: int) -> ActiveLearningDatase
         f"3 x 32 x 32 normalised with CINIC-10's published mean {CINIC10_MEAN} and std {CINIC10_STD}. Validation is drawn from "
         f"train (the paper: 20k of 180k, pool 160k).",
         classes=tuple(train.classes))
+
+# %% ../nbs/05_data.ipynb #29eab720
+CINIC10_STANDIN_PER_CLASS = {"train": 150, "valid": 50, "test": 100}  # images per class and CINIC-10 split
+CINIC10_STANDIN_SEED = 0
+_STANDIN_MARKER = "STANDIN.json"
+
+
+def tint_digits(digits_N_28_28: np.ndarray, seed: int, min_contrast: float = 0.3) -> np.ndarray:
+    """Grey uint8 digits N x 28 x 28 -> uint8 RGB `images_N_32_32_3`: padded by 2 pixels, ink and background each in a random colour.
+
+    The two colours of an image differ in luminance (0.299 R + 0.587 G + 0.114 B, on [0, 1]) by at least `min_contrast`."""
+    digits_N_28_28 = np.asarray(digits_N_28_28)
+    if digits_N_28_28.ndim != 3 or digits_N_28_28.shape[1:] != (28, 28) or digits_N_28_28.dtype != np.uint8:
+        raise ValueError(f"digits_N_28_28 must be uint8 of shape N x 28 x 28, got {digits_N_28_28.dtype} {digits_N_28_28.shape}")
+    if not 0 <= min_contrast <= 0.5:
+        raise ValueError(f"min_contrast must be in [0, 0.5] (larger is often impossible to draw), got {min_contrast}")
+    N = len(digits_N_28_28)
+    generator = np.random.default_rng(seed)
+    luminance_3 = np.array([0.299, 0.587, 0.114])
+    ink_N_3, paper_N_3 = np.zeros((N, 3)), np.zeros((N, 3))
+    todo_N = np.ones(N, dtype=bool)
+    while todo_N.any():  # rejection sampling: redraw the pairs whose contrast is too low
+        ink_T_3, paper_T_3 = generator.random((todo_N.sum(), 3)), generator.random((todo_N.sum(), 3))
+        ink_N_3[todo_N], paper_N_3[todo_N] = ink_T_3, paper_T_3
+        todo_N[todo_N] = np.abs((ink_T_3 - paper_T_3) @ luminance_3) < min_contrast
+    alpha_N_32_32_1 = np.pad(digits_N_28_28, ((0, 0), (2, 2), (2, 2)))[..., None] / 255.0
+    rgb_N_32_32_3 = paper_N_3[:, None, None, :] * (1 - alpha_N_32_32_1) + ink_N_3[:, None, None, :] * alpha_N_32_32_1
+    return np.rint(rgb_N_32_32_3 * 255).astype(np.uint8)
+
+
+def _check_standin_per_class(per_class) -> dict:
+    if not isinstance(per_class, dict) or set(per_class) != set(_CINIC10_SPLITS):
+        raise ValueError(f"per_class must be a dict with the keys {_CINIC10_SPLITS}, got {per_class!r}")
+    for split, count in per_class.items():
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ValueError(f"per_class[{split!r}] must be a positive integer, got {count!r}")
+    return dict(per_class)
+
+
+def write_cinic10_standin(root, per_class: dict | None = None, seed: int = CINIC10_STANDIN_SEED, mnist_root=None) -> Path:
+    """Write a CINIC-10-shaped stand-in made of tinted MNIST digits to `<root>/CINIC-10/{train,valid,test}/<digit>/*.png`.
+
+    `per_class`: images per class in each split (default `CINIC10_STANDIN_PER_CLASS`); train and valid come from MNIST's training
+    split, test from its test split (`mnist_root`, default `default_data_root()`). Returns the `CINIC-10` folder; a second call
+    with the same arguments returns it untouched, other arguments or a folder that is no stand-in raise ValueError."""
+    from PIL import Image
+
+    per_class = _check_standin_per_class(CINIC10_STANDIN_PER_CLASS if per_class is None else per_class)
+    if root is None:
+        raise ValueError("root must name the folder to write the stand-in into (it is never written to the default data root)")
+    root = Path(root).expanduser()
+    if not _is_writable(root):
+        raise ValueError(f"root {str(root)!r} is read-only: write the stand-in somewhere writable (data/ or a temporary folder)")
+    folder = root / "CINIC-10"
+    recipe = {"made_by": "batchbald_nb.data.write_cinic10_standin", "source": "MNIST (torchvision layout)",
+              "per_class": per_class, "seed": int(seed), "classes": [str(c) for c in range(10)], "image": "3 x 32 x 32 RGB PNG"}
+    if folder.exists():
+        marker = folder / _STANDIN_MARKER
+        if not marker.is_file():
+            raise ValueError(f"{folder} exists and is not a stand-in (no {_STANDIN_MARKER}): it may be the real CINIC-10; "
+                             f"choose another root")
+        stored = json.loads(marker.read_text())
+        if stored != recipe:
+            raise ValueError(f"{folder} holds a stand-in made differently ({stored}); choose another root or delete it")
+        if _cinic10_folder(folder) == folder:
+            return folder
+        raise ValueError(f"{folder} has {_STANDIN_MARKER} but not its three splits; delete it and write it again")
+    train_N_28_28, train_targets_N = (t.numpy() for t in _mnist_uint8(mnist_root, train=True, download=False))
+    test_M_28_28, test_targets_M = (t.numpy() for t in _mnist_uint8(mnist_root, train=False, download=False))
+    generator = np.random.default_rng(seed)
+    chosen = {split: [] for split in _CINIC10_SPLITS}  # (MNIST split, index) per CINIC split
+    for c in range(10):
+        train_c = generator.permutation(np.flatnonzero(train_targets_N == c))
+        test_c = generator.permutation(np.flatnonzero(test_targets_M == c))
+        if per_class["train"] + per_class["valid"] > len(train_c) or per_class["test"] > len(test_c):
+            raise ValueError(f"per_class {per_class} asks for more images of digit {c} than MNIST has "
+                             f"({len(train_c)} train, {len(test_c)} test)")
+        chosen["train"] += [("train", i) for i in train_c[:per_class["train"]]]
+        chosen["valid"] += [("train", i) for i in train_c[per_class["train"]:per_class["train"] + per_class["valid"]]]
+        chosen["test"] += [("test", i) for i in test_c[:per_class["test"]]]
+    staging = root / ".CINIC-10.writing"
+    shutil.rmtree(staging, ignore_errors=True)
+    for s, split in enumerate(_CINIC10_SPLITS):
+        sources = {"train": (train_N_28_28, train_targets_N), "test": (test_M_28_28, test_targets_M)}
+        digits_N_28_28 = np.stack([sources[src][0][i] for src, i in chosen[split]])
+        images_N_32_32_3 = tint_digits(digits_N_28_28, seed=seed * 10 + s)
+        for (src, i), image_32_32_3 in zip(chosen[split], images_N_32_32_3):
+            class_folder = staging / split / str(int(sources[src][1][i]))
+            class_folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image_32_32_3, mode="RGB").save(class_folder / f"mnist-{src}-{i}.png")
+    (staging / _STANDIN_MARKER).write_text(json.dumps(recipe, indent=1))
+    staging.rename(folder)
+    return folder
 
 # %% ../nbs/05_data.ipynb #445ce1e1
 _LOADERS = {"mnist": _load_mnist, "repeated_mnist": _load_repeated_mnist, "emnist_balanced": _load_emnist_balanced,
