@@ -78,6 +78,14 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment("emnist_paper", "EMNIST Balanced (section 4.3, figure 7): b=5, K=10, no initial set", _emnist_base, _three),
     Experiment("cinic10_paper", "CINIC-10 (section 4.4, figure 9): VGG-16 transfer, K=50, b=10", _cinic_base,
                {"batchbald": {"method": "batchbald"}, "bald": {"method": "bald"}}),
+    Experiment("cinic10_standin", "CINIC-10's pipeline (loader, VGG-16, K=50, b=10) on a STAND-IN, sized for one CPU core: "
+               "run with --data-root pointing at a folder written by batchbald_nb.data.write_cinic10_standin (tinted MNIST "
+               "digits, 32x32 RGB, 2,000 train + 1,000 test), VGG-16 WITHOUT ImageNet weights (random init), 20 initial, "
+               "100 validation points, 200-point pool subsample per step, 200 test points, epochs of 128 samples (max 3), "
+               "K=5 for validation, 20 -> 50 labelled, 2 trials",
+               replace(_cinic_base, validation_size=100, max_labelled=50, model_options={"pretrained": False}),
+               _cpu_variants(_three, pool_subsample=200, test_subsample=200,
+                             training=asdict(replace(_cpu_training, epoch_samples=128, max_epochs=3))), num_trials=2),
     Experiment("repeated_mnist_cpu", "Repeated MNIST on a 2-core CPU: as the paper (b=10, K=10) but each step scores a random "
                "2,000-point pool subsample (whole originals: copies stay together), tests on 2,000 test points, epochs of 2,048 samples (max 20), up to 150 labelled",
                replace(_repeated_base, max_labelled=150), _cpu_variants(_three, **_cpu), num_trials=3),
