@@ -55,12 +55,14 @@ _cpu_training = TrainingConfig(batch_size=64, learning_rate=1e-3, epoch_samples=
 _mnist_base = TrialConfig(dataset="mnist", model="mnist_cnn", acquisition_size=10, num_samples_K=100, num_configurations=10_000,
                           test_num_samples_K=10, initial_per_class=2, validation_size=1024, max_labelled=300,
                           training=_paper_training)
-_repeated_base = replace(_mnist_base, dataset="repeated_mnist", num_samples_K=10, validation_size=3072)
+_repeated_base = replace(_mnist_base, dataset="repeated_mnist", num_samples_K=10, validation_size=3072,
+                         training=replace(_paper_training, max_epochs=40))  # the published Repeated MNIST runs: 40 epochs
 _emnist_base = TrialConfig(dataset="emnist_balanced", model="emnist_cnn", acquisition_size=5, num_samples_K=10,
-                           test_num_samples_K=10, initial_per_class=0, validation_size=16_384, max_labelled=600,
-                           training=_paper_training)
+                           test_num_samples_K=10, initial_per_class=0, validation_size=16_384, max_labelled=300,
+                           training=replace(_paper_training, epoch_samples=20_224, max_epochs=40))  # as the published EMNIST runs
 _cinic_base = TrialConfig(dataset="cinic10", model="vgg16", acquisition_size=10, num_samples_K=50, test_num_samples_K=10,
-                          initial_per_class=2, validation_size=20_000, max_labelled=3000, training=_paper_training)
+                          initial_per_class=20, validation_size=20_000, max_labelled=1400,  # as the published runs: 200 + 1,200 acquired
+                          training=replace(_paper_training, batch_size=128, epoch_samples=15_360, max_epochs=25))
 _three = {"batchbald": {"method": "batchbald"}, "bald": {"method": "bald"}, "random": {"method": "random"}}
 _cpu = dict(pool_subsample=2000, test_subsample=2000, training=asdict(_cpu_training))
 
@@ -83,7 +85,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                "digits, 32x32 RGB, 2,000 train + 1,000 test), VGG-16 WITHOUT ImageNet weights (random init), 20 initial, "
                "100 validation points, 200-point pool subsample per step, 200 test points, epochs of 128 samples (max 3), "
                "K=5 for validation, 20 -> 50 labelled, 2 trials",
-               replace(_cinic_base, validation_size=100, max_labelled=50, model_options={"pretrained": False}),
+               replace(_cinic_base, initial_per_class=2, validation_size=100, max_labelled=50, model_options={"pretrained": False}),
                _cpu_variants(_three, pool_subsample=200, test_subsample=200,
                              training=asdict(replace(_cpu_training, epoch_samples=128, max_epochs=3))), num_trials=2),
     Experiment("repeated_mnist_cpu", "Repeated MNIST on a 2-core CPU: as the paper (b=10, K=10) but each step scores a random "
