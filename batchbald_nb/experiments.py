@@ -61,7 +61,7 @@ _emnist_base = TrialConfig(dataset="emnist_balanced", model="emnist_cnn", acquis
                            test_num_samples_K=10, initial_per_class=0, validation_size=16_384, max_labelled=300,
                            training=replace(_paper_training, epoch_samples=20_224, max_epochs=40))  # as the published EMNIST runs
 _cinic_base = TrialConfig(dataset="cinic10", model="vgg16", acquisition_size=10, num_samples_K=50, test_num_samples_K=10,
-                          initial_per_class=20, validation_size=20_000, max_labelled=1400,  # as the published runs: 200 + 1,200 acquired
+                          initial_per_class=20, validation_size=20_000, max_labelled=1390,  # the published runs' last model: 200 + 119 batches
                           training=replace(_paper_training, batch_size=128, epoch_samples=15_360, max_epochs=25))
 _three = {"batchbald": {"method": "batchbald"}, "bald": {"method": "bald"}, "random": {"method": "random"}}
 _cpu = dict(pool_subsample=2000, test_subsample=2000, training=asdict(_cpu_training))
