@@ -403,6 +403,17 @@ def _acquire_batch(model, dataset, state: LabelledPool, config: TrialConfig, ste
     return state.acquire_positions(batch.indices, candidates), [float(s) for s in batch.scores], scoring_seconds, acquisition_seconds
 
 
+def _train_or_keep_initialised(model, dataset, labelled: list[int], x_val, y_val, config: TrialConfig, step: int, device) -> TrainingResult:
+    """Train `model` on the labelled points; with none (no initial set, as EMNIST in section 4.3) keep it as initialised: the first
+    batch is acquired with the randomly initialised model, as the paper does (its runs record 0 epochs for that step)."""
+    if labelled:
+        x_lab, y_lab = gather(dataset.train, labelled)
+        return train_model(model, x_lab, y_lab, x_val, y_val, config.training, seed=step_seed(config.seed, step, "train"), device=device)
+    accuracy = evaluate(model.to(device or "cpu"), x_val, y_val, config.training.validation_num_samples_K, device=device,
+                        seed=step_seed(config.seed, step, "train")).accuracy
+    return TrainingResult(epochs=0, best_epoch=0, best_validation_accuracy=accuracy, seconds=0.0)
+
+
 def run_trial(config: TrialConfig, results_path, *, data_root=None, download: bool = False, device=None,
               dataset=None, progress: bool = True) -> dict:
     "Run (or resume, or just return) one active-learning trial; the results file is rewritten after every step."
@@ -433,9 +444,7 @@ def run_trial(config: TrialConfig, results_path, *, data_root=None, download: bo
         step = len(results["steps"])
         torch.manual_seed(step_seed(config.seed, step, "train"))
         model = _make_model(config, dataset.num_classes)
-        x_lab, y_lab = gather(dataset.train, state.labelled)
-        training = train_model(model, x_lab, y_lab, x_val, y_val, config.training, seed=step_seed(config.seed, step, "train"),
-                               device=device)
+        training = _train_or_keep_initialised(model, dataset, state.labelled, x_val, y_val, config, step, device)
         metrics = evaluate(model, x_test, y_test, config.test_num_samples_K, device=device,
                            seed=step_seed(config.seed, step, "evaluate"))
         record = {"step": step, "num_labelled": len(state.labelled), "test_accuracy": metrics.accuracy, "test_nll": metrics.nll,
