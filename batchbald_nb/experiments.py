@@ -95,10 +95,11 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                "2,000 test points, epochs of 2,048 samples (max 20), up to 150 labelled",
                replace(_mnist_base, num_samples_K=20, max_labelled=150),
                _cpu_variants({"batchbald_b10": {"method": "batchbald"}, "bald_b10": {"method": "bald"}}, **_cpu), num_trials=3),
-    Experiment("emnist_cpu", "EMNIST Balanced stand-in on a 2-core CPU: b=5, K=10, no initial set, 2,000-point pool subsample, "
-               "2,000 test points, 2,048-sample epochs, up to 150 labelled",
-               replace(_emnist_base, dataset="emnist_balanced_standin", validation_size=2048, max_labelled=150),
-               _cpu_variants(_three, **_cpu), num_trials=3),
+    Experiment("emnist_cpu", "EMNIST Balanced stand-in on a 2-core CPU: b=5, K=10, no initial set, 1,000-point pool subsample, "
+               "2,000 test points, 1,024 validation points, 1,024-sample epochs (max 10), up to 100 labelled",
+               replace(_emnist_base, dataset="emnist_balanced_standin", validation_size=1024, max_labelled=100),
+               _cpu_variants(_three, pool_subsample=1000, test_subsample=2000,
+                             training=asdict(replace(_cpu_training, epoch_samples=1024, max_epochs=10))), num_trials=3),
     Experiment("readme", "The README's main job: Repeated MNIST, BatchBALD vs BALD vs random, b=10, K=10, 1,000-point pool "
                "subsample per step (whole originals: copies stay together), 1,000 test points, 512 validation points, epochs of 1,024 samples (max 10), 20 -> 60 labelled, "
                "one trial", replace(_repeated_base, validation_size=512, max_labelled=60),
