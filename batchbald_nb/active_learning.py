@@ -316,10 +316,7 @@ def _make_dataset(config: TrialConfig, data_root, download: bool):
 
 
 def _make_model(config: TrialConfig, num_classes: int) -> BayesianModule:
-    if config.model == "toy_mlp":
-        return ToyBayesianMLP(num_classes=num_classes, **config.model_options)
-    from batchbald_nb.models import make_model
-    return make_model(config.model, num_classes, **config.model_options)
+    return _model_class(config.model)(num_classes=num_classes, **config.model_options)  # validate() checked name and options
 
 
 def _initial_split(config: TrialConfig, dataset) -> tuple[list[int], list[int], list[int]]:
