@@ -141,7 +141,7 @@ def _load_mnist(root: Path, download: bool, seed: int) -> ActiveLearningDataset:
     test_images_M_1_28_28, test_targets_M = mnist_tensors(root, train=False, download=download)
     return ActiveLearningDataset(
         "mnist", TensorDataset(images_N_1_28_28, targets_N), TensorDataset(test_images_M_1_28_28, test_targets_M), targets_N, 10,
-        f"MNIST (torchvision, root {root}): {len(targets_N):,} train, {len(test_targets_M):,} test, 1 x 28 x 28 float32 "
+        f"MNIST (torchvision's files): {len(targets_N):,} train, {len(test_targets_M):,} test, 1 x 28 x 28 float32 "
         f"normalised with mean {MNIST_MEAN}, std {MNIST_STD}. As in the paper (section 4.2).",
         classes=tuple(str(d) for d in range(10)))
 
@@ -206,7 +206,7 @@ def _load_emnist_balanced(root: Path, download: bool, seed: int) -> ActiveLearni
     train = torchvision.datasets.EMNIST(str(root), split="balanced", train=True, download=download and not present)
     test = torchvision.datasets.EMNIST(str(root), split="balanced", train=False, download=False)
     return _emnist_dataset("emnist_balanced", *_emnist_tensors(train.data, train.targets), *_emnist_tensors(test.data, test.targets),
-                           f"EMNIST Balanced (torchvision, root {root}): {len(train):,} train, {len(test):,} test, 47 classes. "
+                           f"EMNIST Balanced (torchvision's files): {len(train):,} train, {len(test):,} test, 47 classes. "
                            "As in the paper (section 4.3).")
 
 # %% ../nbs/05_data.ipynb #110cc7e0
@@ -246,7 +246,7 @@ def _load_emnist_standin(root: Path, download: bool, seed: int) -> ActiveLearnin
     n_official = len(subset["y_train"]), len(subset["y_test"])
     return _emnist_dataset(
         "emnist_balanced_standin", *_emnist_tensors(train_images, train_targets), *_emnist_tensors(test_images, test_targets),
-        f"STAND-IN for EMNIST Balanced (section 4.3) at 3/16 scale, built from real EMNIST images in {folder}: "
+        f"STAND-IN for EMNIST Balanced (section 4.3) at 3/16 scale, built from real EMNIST images (the data root's emnist/ folder): "
         f"{len(train_targets):,} train ({EMNIST_STANDIN_PER_CLASS['train']} per class) and {len(test_targets):,} test "
         f"({EMNIST_STANDIN_PER_CLASS['test']} per class), 47 classes in Balanced's order. Train = all {n_official[0]:,} of the "
         f"official Balanced training images present (the last 9,120 of the official split) + ByMerge-test images; test = all "

@@ -131,10 +131,21 @@ def points_to_accuracy(runs: list[dict], threshold: float) -> tuple[float, float
     return tuple(nearest_percentile(values, q) for q in (25, 50, 75))
 
 
+def _acquired_after_last_model(trial: dict) -> int:
+    """How many points a trial acquired after its last model: what our trials' last step records (nothing, once a trial
+    has trained its model at `max_labelled`); what a paper run's last step chose (it acquired a batch, then stopped);
+    for a bare curve, one batch `b` (the paper's loop)."""
+    if "steps" in trial:
+        return len(trial["steps"][-1].get("acquired_indices", [])) if trial["steps"] else 0
+    if trial.get("chosen"):
+        return len(trial["chosen"][-1])
+    return learning_curve(trial)["b"]
+
+
 def trials_limit(runs: list[dict]) -> int:
-    "The most labelled points any trial held when it stopped: its last model's count plus the batch acquired after it."
-    curves = [learning_curve(r) for r in runs]
-    return max(int(c["num_labelled"][-1]) + c["b"] for c in curves if len(c["num_labelled"]))
+    "The most labelled points any trial held when it stopped: its last model's count plus what it acquired after it."
+    return max(int(labelled[-1]) + _acquired_after_last_model(run)
+               for run in runs if len(labelled := learning_curve(run)["num_labelled"]))
 
 
 def format_points(value: float, limit: int | None = None) -> str:
