@@ -18,7 +18,7 @@ from .active_learning import TrainingConfig, TrialConfig, run_trial
 logger = logging.getLogger("batchbald_nb")
 
 # %% auto #0
-__all__ = ['logger', 'EXPERIMENTS', 'Experiment', 'trial_path', 'run_experiment', 'main']
+__all__ = ['logger', 'EXPERIMENTS', 'Experiment', 'flat_config', 'config_differences', 'trial_path', 'run_experiment', 'main']
 
 # %% ../nbs/08_experiments.ipynb #8d5aa87a
 @dataclass
@@ -110,6 +110,25 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                            validation_size=200, max_labelled=40, training=TrainingConfig(epoch_samples=256, max_epochs=20)),
                _three, num_trials=2),
 ]}
+
+# %% ../nbs/08_experiments.ipynb #6d15c1b7
+def flat_config(config: TrialConfig) -> dict:
+    "A TrialConfig as one flat dict, its training settings as `training.<name>`."
+    d = asdict(config)
+    return {**{k: v for k, v in d.items() if k != "training"}, **{f"training.{k}": v for k, v in d["training"].items()}}
+
+
+def config_differences(paper: Experiment, ours: Experiment, variant: str | None = None) -> list[tuple[str, object, object]]:
+    """(setting, paper's value, ours) wherever `ours` differs from `paper` for `variant` (default: the first variant both have),
+    seeds aside; then the variant lists if they differ, and the trials per variant."""
+    variant = variant or next((v for v in ours.variants if v in paper.variants), None)
+    if variant is None:
+        raise ValueError(f"experiments {paper.name!r} and {ours.name!r} share no variant; pass `variant`")
+    mine, theirs = flat_config(ours.trial_config(variant, 0)), flat_config(paper.trial_config(variant, 0))
+    rows = [(k, theirs[k], mine[k]) for k in theirs if k != "seed" and theirs[k] != mine[k]]
+    if list(paper.variants) != list(ours.variants):
+        rows.append(("variants", ", ".join(paper.variants), ", ".join(ours.variants)))
+    return rows + [("trials per variant", paper.num_trials, ours.num_trials)]
 
 # %% ../nbs/08_experiments.ipynb #91d86e43
 def trial_path(out_dir: Path, variant: str, seed: int) -> Path:
