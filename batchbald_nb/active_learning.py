@@ -5,6 +5,7 @@
 # %% ../nbs/07_active_learning.ipynb #3be4f107
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -32,7 +33,8 @@ logger = logging.getLogger("batchbald_nb")
 # %% auto #0
 __all__ = ['logger', 'KNOWN_DATASETS', 'KNOWN_MODELS', 'step_seed', 'step_generator', 'LabelledPool', 'gather', 'Metrics',
            'evaluate', 'ToyBayesianMLP', 'toy_blobs', 'TrainingConfig', 'TrainingResult', 'train_model', 'TrialConfig',
-           'write_json_atomic', 'environment', 'stored_config_with_defaults', 'subsample_pool', 'run_trial']
+           'write_json_atomic', 'environment', 'stored_config_with_defaults', 'subsample_pool', 'trial_lock',
+           'run_trial']
 
 # %% ../nbs/07_active_learning.ipynb #b3cd9c2a
 _PURPOSES = {"train": 0, "pool": 1, "acquire": 2, "evaluate": 3, "score": 4}
@@ -411,11 +413,42 @@ def _train_or_keep_initialised(model, dataset, labelled: list[int], x_val, y_val
     return TrainingResult(epochs=0, best_epoch=0, best_validation_accuracy=accuracy, seconds=0.0)
 
 
+@contextlib.contextmanager
+def trial_lock(results_path: Path):
+    """Hold an exclusive lock on `results_path` while one process runs its trial. A second process on the same file (a rerun
+    started while the first still runs, the same experiment in two terminals) fails at once, naming the file, instead of both
+    rewriting it with their own histories until one's work is lost. POSIX `flock`: the OS releases it when the process ends,
+    so a killed run leaves nothing to clean up (the empty `.<name>.lock` file stays); where `fcntl` is missing, no lock."""
+    results_path = Path(results_path)
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(results_path.with_name(f".{results_path.name}.lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"{results_path} is being written by another process running the same trial; wait for it to "
+                               "finish (or stop it) before running this trial again") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def run_trial(config: TrialConfig, results_path, *, data_root=None, download: bool = False, device=None,
               dataset=None, progress: bool = True) -> dict:
-    "Run (or resume, or just return) one active-learning trial; the results file is rewritten after every step."
+    """Run (or resume, or just return) one active-learning trial; the results file is rewritten after every step. Only one
+    process at a time can run a given results file (`trial_lock`)."""
     config.validate()
     results_path = Path(results_path)
+    with trial_lock(results_path):
+        return _run_trial_locked(config, results_path, data_root, download, device, dataset, progress)
+
+
+def _run_trial_locked(config: TrialConfig, results_path: Path, data_root, download: bool, device, dataset, progress: bool) -> dict:
     results = _load_results(results_path, config)
     if results is not None and results["finished"]:
         return results
