@@ -172,7 +172,7 @@ def _load_repeated_mnist(root: Path, download: bool, seed: int, num_copies: int 
         f"Repeated MNIST (section 4.1): MNIST's {len(targets_N):,} training images x {num_copies} copies = {len(targets_RN):,}, "
         f"normalised (mean {MNIST_MEAN}, std {MNIST_STD}), then isotropic Gaussian noise of std {noise_std} (normalised units) "
         f"added to every copy, fixed by seed {seed}; copy r of image i at index r*{len(targets_N)}+i (train_groups = i). "
-        f"Test: plain MNIST, {len(test_targets_M):,} images, no noise. Root {root}.",
+        f"Test: plain MNIST, {len(test_targets_M):,} images, no noise.",
         classes=tuple(str(d) for d in range(10)), train_groups=origin_RN)
 
 # %% ../nbs/05_data.ipynb #447517a0

@@ -1,7 +1,7 @@
 """Rewrite the `dataset` field of stored trial results to the path-free wording `batchbald_nb.data` now writes.
 
 Until 2026-12-01 the MNIST and EMNIST descriptions named the data root they were loaded from (`root ../shared/data`,
-`images in /work/shared/data/emnist`), so one dataset read through two spellings of the same folder looked like two
+`images in /work/shared/data/emnist`, `Root /work/shared/data.`), so one dataset read through two spellings of the same folder looked like two
 datasets. Only those path phrases change; everything else in a results file is left byte-for-byte as it was written
 (the file is rewritten atomically). Run it on a results folder: `python tools/normalise_dataset_descriptions.py results`.
 """
@@ -11,6 +11,7 @@ from pathlib import Path
 PATTERNS = [
     (re.compile(r"\((torchvision), root [^)]*\)"), r"(\1's files)"),
     (re.compile(r"built from real EMNIST images in [^:]*:"), "built from real EMNIST images (the data root's emnist/ folder):"),
+    (re.compile(r" Root [^ ]+\.$"), ""),  # Repeated MNIST's, at the end of its description
 ]
 
 
