@@ -94,7 +94,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment("mnist_cpu", "MNIST on a 2-core CPU: as the paper but K=20 (not 100), 2,000-point pool subsample per step, "
                "2,000 test points, epochs of 2,048 samples (max 20), up to 150 labelled",
                replace(_mnist_base, num_samples_K=20, max_labelled=150),
-               _cpu_variants({"batchbald_b10": {"method": "batchbald"}, "bald_b10": {"method": "bald"}}, **_cpu), num_trials=3),
+               _cpu_variants({"batchbald_b10": {"method": "batchbald"}, "bald_b10": {"method": "bald"}}, **_cpu), num_trials=5),
     Experiment("emnist_cpu", "EMNIST Balanced stand-in on a 2-core CPU: b=5, K=10, no initial set, 1,000-point pool subsample, "
                "2,000 test points, 1,024 validation points, 1,024-sample epochs (max 10), up to 100 labelled",
                replace(_emnist_base, dataset="emnist_balanced_standin", validation_size=1024, max_labelled=100),
