@@ -432,10 +432,7 @@ def trial_lock(results_path: Path):
         except BlockingIOError:
             raise RuntimeError(f"{results_path} is being written by another process running the same trial; wait for it to "
                                "finish (or stop it) before running this trial again") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        yield  # closing the file releases the lock
 
 
 def run_trial(config: TrialConfig, results_path, *, data_root=None, download: bool = False, device=None,

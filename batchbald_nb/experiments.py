@@ -13,12 +13,13 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .active_learning import TrainingConfig, TrialConfig, run_trial
+from .active_learning import TrainingConfig, TrialConfig, run_trial, stored_config_with_defaults
 
 logger = logging.getLogger("batchbald_nb")
 
 # %% auto #0
-__all__ = ['logger', 'EXPERIMENTS', 'Experiment', 'flat_config', 'config_differences', 'trial_path', 'run_experiment', 'main']
+__all__ = ['logger', 'EXPERIMENTS', 'Experiment', 'flat_config', 'config_differences', 'config_differences_table',
+           'trials_not_from', 'trial_path', 'run_experiment', 'main']
 
 # %% ../nbs/08_experiments.ipynb #8d5aa87a
 @dataclass
@@ -129,6 +130,28 @@ def config_differences(paper: Experiment, ours: Experiment, variant: str | None 
     if list(paper.variants) != list(ours.variants):
         rows.append(("variants", ", ".join(paper.variants), ", ".join(ours.variants)))
     return rows + [("trials per variant", paper.num_trials, ours.num_trials)]
+
+
+def config_differences_table(paper: Experiment, ours: Experiment, variant: str | None = None) -> str:
+    "`config_differences` as the markdown table the results chapters show."
+    return (f"| setting | paper (`{paper.name}`) | ours (`{ours.name}`) |\n|---|---|---|\n"
+            + "\n".join(f"| `{k}` | {p} | {o} |" for k, p, o in config_differences(paper, ours, variant)))
+
+
+# %% ../nbs/08_experiments.ipynb #99a899d6
+def trials_not_from(experiment: Experiment, trials_by_variant: dict[str, list[dict]]) -> list[str]:
+    "'<variant> seed <s>: <differing settings>' for every stored trial whose config is not `experiment`'s for its variant and seed."
+    problems = []
+    for variant, trials in trials_by_variant.items():
+        for trial in trials:
+            seed = trial["config"].get("seed")
+            if variant not in experiment.variants:
+                problems.append(f"{variant} seed {seed}: {experiment.name!r} has no such variant")
+                continue
+            stored, expected = stored_config_with_defaults(trial["config"]), asdict(experiment.trial_config(variant, seed))
+            if stored != expected:
+                problems.append(f"{variant} seed {seed}: {sorted(k for k in expected if stored.get(k) != expected[k])}")
+    return problems
 
 # %% ../nbs/08_experiments.ipynb #91d86e43
 def trial_path(out_dir: Path, variant: str, seed: int) -> Path:

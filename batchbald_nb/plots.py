@@ -10,8 +10,10 @@ import functools
 import gzip
 import json
 import math
+import re
 import textwrap
 from collections import Counter, defaultdict
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
@@ -22,7 +24,7 @@ __all__ = ['PAPER_RUNS_FILE', 'METHOD_COLORS', 'paper_provenance', 'paper_runs',
            'nearest_percentile', 'points_to_first', 'points_to_accuracy', 'trials_limit', 'format_points',
            'points_to_accuracy_table', 'quartile_curves', 'plot_learning_curves', 'plot_paper', 'seconds_to_accuracy',
            'elapsed_seconds', 'time_to_accuracy', 'plot_accuracy_against_time', 'quartiles_at', 'accuracy_at_table',
-           'load_experiment', 'load_experiment_info', 'plot_experiment', 'acquired_class_entropy',
+           'load_experiment', 'load_experiment_info', 'recorded_compute', 'plot_experiment', 'acquired_class_entropy',
            'class_entropy_curve', 'plot_class_entropy', 'plot_class_histogram']
 
 # %% ../nbs/09_plots.ipynb #063d548f
@@ -382,6 +384,29 @@ def load_experiment_info(results_dir) -> dict:
     "The experiment's `experiment.json` (name, description, ...), or {} if it has none."
     path = Path(results_dir) / "experiment.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+_LOG_STAMP = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
+
+
+def recorded_compute(results_dir) -> list[str]:
+    """What a rerun of an experiment costs, from what its runs recorded, as lines of text: the compute summed over its
+    results files (training, scoring and selecting, one core per trial) and the span of its `run.log` (every invocation)."""
+    results_dir = Path(results_dir)
+    trials = [t for ts in (load_experiment(results_dir).values() if results_dir.is_dir() else []) for t in ts if t["steps"]]
+    if trials:
+        total = sum(float(elapsed_seconds(t)[-1]) for t in trials)
+        lines = [f"compute recorded in the results files: {total / 3600:.1f} h over {len(trials)} trial(s) "
+                 f"({total / len(trials) / 60:.0f} min per trial, one core each)"]
+    else:
+        lines = ["no results yet, so no measured time: the first trial's results file and run.log will give it"]
+    log = results_dir / "run.log"
+    stamps = [datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S") for line in (log.read_text().splitlines() if log.exists() else [])
+              if (m := _LOG_STAMP.match(line))]
+    if stamps:
+        lines.append(f"run.log: {stamps[0]} to {stamps[-1]} ({(stamps[-1] - stamps[0]).total_seconds() / 3600:.1f} h of wall time, "
+                     "including any other jobs that shared the cores)")
+    return lines
 
 # %% ../nbs/09_plots.ipynb #1c3ffe46
 def _variant_methods(experiment: dict[str, list[dict]]) -> dict[str, str | None]:

@@ -5,8 +5,10 @@ Until 2026-12-01 the MNIST and EMNIST descriptions named the data root they were
 datasets. Only those path phrases change; everything else in a results file is left byte-for-byte as it was written
 (the file is rewritten atomically). Run it on a results folder: `python tools/normalise_dataset_descriptions.py results`.
 """
-import json, os, re, sys, tempfile
+import json, re, sys
 from pathlib import Path
+
+from batchbald_nb.active_learning import write_json_atomic
 
 PATTERNS = [
     (re.compile(r"\((torchvision), root [^)]*\)"), r"(\1's files)"),
@@ -29,10 +31,7 @@ def main(root: str) -> None:
         if new == results.get("dataset", ""):
             continue
         results["dataset"] = new
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(results, f, indent=1)
-        os.replace(tmp, path)
+        write_json_atomic(path, results)
         changed += 1
     print(f"{changed} results file(s) rewritten under {root}")
 
