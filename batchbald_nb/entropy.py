@@ -10,20 +10,32 @@ import math
 import torch
 
 # %% auto #0
-__all__ = ['check_log_probs', 'entropy_from_log_probs', 'mean_log_probs', 'entropy_of_mean', 'expected_conditional_entropy',
-           'bald_scores', 'bald_batch_score']
+__all__ = ['computed_precision', 'row_sum_tolerance', 'check_log_probs', 'entropy_from_log_probs', 'mean_log_probs',
+           'entropy_of_mean', 'expected_conditional_entropy', 'bald_scores', 'bald_batch_score']
 
 # %% ../nbs/00_entropy.ipynb #c4843cee
-def _row_sum_tolerance(dtype: torch.dtype) -> float:
-    """How far `logsumexp` over classes may stray from 0 for rows that are normalised in `dtype`.
+_PRECISIONS = (torch.bfloat16, torch.float16, torch.float32)  # coarsest first
 
-    float64 gets 1e-5, not machine precision: log-probabilities computed in float32 and then cast up (the usual case) are off by
-    about C x 6e-8, and that is not the mistake this check is for (logits, or probabilities, are off by 1e-2 and more)."""
-    return 1e-3 if dtype in (torch.float16, torch.bfloat16) else (1e-4 if dtype == torch.float32 else 1e-5)
+
+def computed_precision(values: torch.Tensor) -> torch.dtype:
+    "The coarsest of bfloat16, float16, float32 (and the tensor's own dtype) that holds every value of `values` exactly."
+    for dtype in _PRECISIONS:
+        if torch.finfo(dtype).bits > torch.finfo(values.dtype).bits:
+            break
+        if dtype == values.dtype or torch.equal(values.to(dtype).to(values.dtype), values):
+            return dtype
+    return values.dtype
+
+
+def row_sum_tolerance(dtype: torch.dtype, num_classes: int) -> float:
+    """How far `logsumexp` over C classes may stray from 0 for log-probabilities computed in `dtype`: 2 eps (log C + 1), at least 1e-4
+    (see the text above)."""
+    return max(1e-4, 2 * torch.finfo(dtype).eps * (math.log(max(num_classes, 1)) + 1))
 
 
 def check_log_probs(log_probs_N_K_C: torch.Tensor, name: str = "log_probs_N_K_C", chunk_size: int = 4096) -> None:
-    "Raise a clear `TypeError`/`ValueError` unless `log_probs_N_K_C` holds normalised log-probabilities of shape N x K x C."
+    """Raise a clear `TypeError`/`ValueError` unless `log_probs_N_K_C` holds normalised log-probabilities of shape N x K x C, to within
+    the precision the values were computed in (`computed_precision`, per chunk of rows)."""
     if not isinstance(log_probs_N_K_C, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of log-probabilities, got {type(log_probs_N_K_C).__name__}")
     if not log_probs_N_K_C.is_floating_point():
@@ -35,13 +47,14 @@ def check_log_probs(log_probs_N_K_C: torch.Tensor, name: str = "log_probs_N_K_C"
     N, K, C = log_probs_N_K_C.shape
     if K < 1 or C < 1:
         raise ValueError(f"{name} needs at least one parameter sample and one class, got shape {tuple(log_probs_N_K_C.shape)}")
-    tolerance = _row_sum_tolerance(log_probs_N_K_C.dtype)
     for start in range(0, N, chunk_size):
-        chunk_n_K_C = log_probs_N_K_C[start : start + chunk_size]
+        chunk_n_K_C = log_probs_N_K_C[start : start + chunk_size].detach()
         if torch.isnan(chunk_n_K_C).any():
             raise ValueError(f"{name} contains NaN (first in pool rows {start}..{start + len(chunk_n_K_C) - 1})")
         if (chunk_n_K_C == math.inf).any():
             raise ValueError(f"{name} contains +inf; log-probabilities must be <= 0 (-inf is allowed for zero probability)")
+        precision = computed_precision(chunk_n_K_C)
+        tolerance = row_sum_tolerance(precision, C)
         if (chunk_n_K_C > tolerance).any():
             raise ValueError(
                 f"{name} has positive values (max {chunk_n_K_C.max().item():.4g}); expected log-probabilities <= 0. "
@@ -50,9 +63,10 @@ def check_log_probs(log_probs_N_K_C: torch.Tensor, name: str = "log_probs_N_K_C"
         log_row_sums_n_K = torch.logsumexp(chunk_n_K_C.double(), dim=-1)
         worst = log_row_sums_n_K.abs().max().item()
         if not worst <= tolerance:
+            computed = "" if precision == log_probs_N_K_C.dtype else f" (values exactly representable in {precision})"
             raise ValueError(
                 f"{name} must hold log-probabilities whose rows sum to one over the C classes, but a row's "
-                f"logsumexp is {worst:.3g} away from 0 (tolerance {tolerance:g} for {log_probs_N_K_C.dtype}). "
+                f"logsumexp is {worst:.3g} away from 0 (tolerance {tolerance:.3g} for {log_probs_N_K_C.dtype}{computed}, C = {C}). "
                 "Did you pass logits? Use torch.log_softmax(logits, dim=-1)."
             )
 

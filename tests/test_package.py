@@ -63,6 +63,40 @@ def test_bad_input_names_the_argument(bad, match):
     assert "log_probs_N_K_C" in str(info.value)
 
 
+def _logits(N=40, K=8, C=10, seed=1):
+    return 3 * torch.randn(N, K, C, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: torch.log_softmax(_logits().half(), dim=-1),
+    lambda: torch.log_softmax(_logits().bfloat16(), dim=-1),
+    lambda: torch.log_softmax(_logits().half(), dim=-1).double(),  # a float16 model's output, cast up
+    lambda: torch.log_softmax(_logits().bfloat16(), dim=-1).float(),
+    lambda: torch.log_softmax(_logits(), dim=-1).half(),  # computed in float32, stored in float16
+], ids=["float16", "bfloat16", "float16->float64", "bfloat16->float32", "float32->float16"])
+def test_half_precision_log_probs_are_accepted(make):
+    log_probs_N_K_C = make()
+    assert torch.logsumexp(log_probs_N_K_C.double(), -1).abs().max() > 1e-4  # really off by more than the float32 tolerance
+    batch = get_batchbald_batch(log_probs_N_K_C, 4, num_samples=1000)
+    assert batch.indices == get_batchbald_batch(log_probs_N_K_C.double(), 4, num_samples=1000).indices
+    assert len(get_bald_batch(log_probs_N_K_C, 4).indices) == 4
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("make, match", [
+    (lambda x: x, "logits"),
+    (lambda x: -x.abs() - 1.0, "sum to one"),  # all-negative logits: no positive value, rows far from normalised
+    (lambda x: torch.softmax(x, -1), "probabilities"),
+    (lambda x: x.masked_fill(x > 2, float("nan")), "NaN"),
+])
+def test_half_precision_bad_input_still_rejected(dtype, make, match):
+    bad = make(_logits().to(dtype))
+    with pytest.raises(ValueError, match=match):
+        get_batchbald_batch(bad, 2, num_samples=100)
+    with pytest.raises(ValueError, match=match):
+        get_batchbald_batch(bad.double(), 2, num_samples=100)
+
+
 def test_negative_batch_size():
     with pytest.raises(ValueError, match="batch_size"):
         get_bald_batch(_pool(), -1)
