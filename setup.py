@@ -30,6 +30,7 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license=lic,
+    license_files=["LICENSE"],  # the Apache-2.0 text, in the wheel's .dist-info and the sdist (tests/test_wheel.py)
     classifiers=[
         "Development Status :: " + str(cfg["status"]) + " - " + statuses[int(cfg["status"])],
         "Intended Audience :: " + cfg["audience"].title(),
@@ -37,9 +38,10 @@ setuptools.setup(
         "Programming Language :: Python :: 3",
     ],
     url=cfg["git_url"],
-    packages=setuptools.find_packages(include=[cfg["lib_name"], cfg["lib_name"] + ".*"]),
+    # batchbald_nb/reference holds data, not code, but setuptools sees a (namespace) package there, so name it as one.
+    packages=setuptools.find_namespace_packages(include=[cfg["lib_name"], cfg["lib_name"] + ".reference"]),
     include_package_data=True,
-    package_data={"batchbald_nb": ["reference/*"]},  # the paper's own results (tools/extract_paper_runs.py)
+    package_data={cfg["lib_name"] + ".reference": ["*"]},  # the paper's own results (tools/extract_paper_runs.py)
     install_requires=requirements,
     extras_require=extras,
     python_requires=">=" + min_python,
