@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -17,26 +18,48 @@ from .joint_entropy import DEFAULT_MEMORY_BUDGET_BYTES, Configurations, JointEnt
 
 # %% auto #0
 __all__ = ['get_max_entropy_batch', 'get_variation_ratios_batch', 'get_mean_std_batch', 'ACQUISITION_FUNCTIONS', 'CandidateBatch',
-           'get_bald_batch', 'rescoring_tolerance', 'refresh_gains', 'pick_best', 'get_batchbald_batch',
+           'as_count', 'get_bald_batch', 'rescoring_tolerance', 'refresh_gains', 'pick_best', 'get_batchbald_batch',
            'variation_ratios', 'mean_std', 'get_random_batch', 'get_powerbald_batch', 'acquire']
 
 # %% ../nbs/03_acquisition.ipynb #199539fc
 @dataclass
 class CandidateBatch:
-    "An acquired batch: pool indices in pick order, and their scores (see each acquisition function for what the score means)."
+    """An acquired batch, with batchbald_redux's fields in batchbald_redux's order: the scores, then the pool indices, in pick order
+    (see each acquisition function for what the score means). The fields after them are ours, with defaults."""
 
-    indices: list[int] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)
     evaluations: list[int] = field(default_factory=list, repr=False)  # BatchBALD: gains computed per step (the lazy greedy's work)
 
 
+def as_count(value, name: str, minimum: int = 0) -> int:
+    """`value` as an int >= `minimum`: any integral number (int, numpy integer, integral float such as 1e3, 0-d tensor or array) is
+    accepted, as batchbald_redux accepts them; bools, fractions, non-finite and smaller values are refused naming `name`."""
+    expected = f"{name} must be a whole number >= {minimum}"
+    if isinstance(value, torch.Tensor) or (hasattr(value, "dtype") and hasattr(value, "item")):  # 0-d tensor, numpy scalar or array
+        if getattr(value, "ndim", 0) != 0:
+            raise TypeError(f"{expected}, got an array of shape {tuple(value.shape)}")
+        if value.dtype in (torch.bool, bool) or str(value.dtype) == "bool":
+            raise TypeError(f"{expected}, got a bool")
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{expected}, got {type(value).__name__} {value!r}")
+    if not isinstance(value, numbers.Integral) and not (math.isfinite(value) and float(value).is_integer()):
+        raise ValueError(f"{expected}, got {value!r}")
+    if int(value) < minimum:
+        raise ValueError(f"{expected}, got {int(value)}")
+    return int(value)
+
+
 def _check_batch_size(batch_size, num_points: int) -> int:
-    "A non-negative int; larger than the pool means the whole pool."
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
-    if batch_size < 0:
-        raise ValueError(f"batch_size must be >= 0, got {batch_size}")
-    return min(batch_size, num_points)
+    "A whole number >= 0; larger than the pool means the whole pool."
+    return min(as_count(batch_size, "batch_size"), num_points)
+
+
+def _checked(log_probs_N_K_C: torch.Tensor) -> torch.Tensor:
+    "The checked input, detached: a model output computed with autograd on is scored by its values (no graph is built or kept)."
+    check_log_probs(log_probs_N_K_C)
+    return log_probs_N_K_C.detach()
 
 
 def _map_chunks(fn: Callable, log_probs_N_K_C: torch.Tensor, device, chunk_size: int = 8192) -> torch.Tensor:
@@ -47,13 +70,13 @@ def _map_chunks(fn: Callable, log_probs_N_K_C: torch.Tensor, device, chunk_size:
 def _top_b(scores_N: torch.Tensor, batch_size: int) -> CandidateBatch:
     "The b highest scores, best first; ties go to the lower index."
     order_N = torch.sort(scores_N.cpu(), descending=True, stable=True).indices[:batch_size]
-    return CandidateBatch(order_N.tolist(), scores_N.cpu()[order_N].tolist())
+    return CandidateBatch(scores=scores_N.cpu()[order_N].tolist(), indices=order_N.tolist())
 
 # %% ../nbs/03_acquisition.ipynb #404fca05
 def get_bald_batch(log_probs_N_K_C: torch.Tensor, batch_size: int, dtype=None, device=None, generator=None) -> CandidateBatch:
     """The b points with the highest BALD score (eq. 2, 3). Scores: each point's own BALD score, in nats.
     `batch_size` larger than the pool returns the whole pool, ranked."""
-    check_log_probs(log_probs_N_K_C)
+    log_probs_N_K_C = _checked(log_probs_N_K_C)
     batch_size = _check_batch_size(batch_size, len(log_probs_N_K_C))
     return _top_b(_map_chunks(bald_scores, log_probs_N_K_C, device), batch_size)
 
@@ -117,11 +140,10 @@ def get_batchbald_batch(log_probs_N_K_C: torch.Tensor, batch_size: int, num_samp
     re-decided in float64, so the picks are float64's). `device`: where they run (default: the input's). `generator` drives the
     configuration sampling. `lazy`: recompute only the gains that can still win (Minoux), else all of them every step; the same
     picks while configurations are enumerated. `batch_size` larger than the pool returns the whole pool."""
-    check_log_probs(log_probs_N_K_C)
+    log_probs_N_K_C = _checked(log_probs_N_K_C)
     N, K, C = log_probs_N_K_C.shape
     batch_size = _check_batch_size(batch_size, N)
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive int (the number of sampled configurations m), got {num_samples!r}")
+    num_samples = as_count(num_samples, "num_samples (the number of sampled configurations m)", minimum=1)
     dtype = torch.float32 if dtype is None else dtype
     device = log_probs_N_K_C.device if device is None else torch.device(device)
     conditional_entropies_N = _map_chunks(expected_conditional_entropy, log_probs_N_K_C, device)
@@ -171,7 +193,7 @@ def mean_std(log_probs_N_K_C: torch.Tensor) -> torch.Tensor:
 def _top_b_of(score_fn: Callable, doc: str) -> Callable:
     "An acquisition function that takes the b points with the highest `score_fn`."
     def get_batch(log_probs_N_K_C: torch.Tensor, batch_size: int, dtype=None, device=None, generator=None) -> CandidateBatch:
-        check_log_probs(log_probs_N_K_C)
+        log_probs_N_K_C = _checked(log_probs_N_K_C)
         batch_size = _check_batch_size(batch_size, len(log_probs_N_K_C))
         return _top_b(_map_chunks(score_fn, log_probs_N_K_C, device), batch_size)
     get_batch.__doc__ = doc
@@ -185,7 +207,7 @@ get_mean_std_batch = _top_b_of(mean_std, "The b points with the highest mean STD
 
 def get_random_batch(log_probs_N_K_C: torch.Tensor, batch_size: int, dtype=None, device=None, generator=None) -> CandidateBatch:
     "A uniformly random batch. Scores: the uniform draws that ranked the points (meaningless beyond their order)."
-    check_log_probs(log_probs_N_K_C)
+    log_probs_N_K_C = _checked(log_probs_N_K_C)
     batch_size = _check_batch_size(batch_size, len(log_probs_N_K_C))
     return _top_b(torch.rand(len(log_probs_N_K_C), generator=generator, dtype=torch.float64), batch_size)
 
@@ -193,7 +215,7 @@ def get_random_batch(log_probs_N_K_C: torch.Tensor, batch_size: int, dtype=None,
 def get_powerbald_batch(log_probs_N_K_C: torch.Tensor, batch_size: int, dtype=None, device=None, generator=None,
                         coldness: float = 1.0) -> CandidateBatch:
     "PowerBALD: b points drawn without replacement with probability proportional to BALD**coldness. Scores: the perturbed log scores."
-    check_log_probs(log_probs_N_K_C)
+    log_probs_N_K_C = _checked(log_probs_N_K_C)
     batch_size = _check_batch_size(batch_size, len(log_probs_N_K_C))
     scores_N = _map_chunks(bald_scores, log_probs_N_K_C, device).cpu()
     uniform_N = torch.rand(len(scores_N), generator=generator, dtype=torch.float64).clamp_min(1e-300)

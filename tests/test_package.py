@@ -2,10 +2,12 @@
 
 The estimators' brute-force tests live in the notebooks (run by `nbdev_test`); these check what crosses the package boundary.
 """
+import dataclasses
 import inspect
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -95,6 +97,51 @@ def test_half_precision_bad_input_still_rejected(dtype, make, match):
         get_batchbald_batch(bad, 2, num_samples=100)
     with pytest.raises(ValueError, match=match):
         get_batchbald_batch(bad.double(), 2, num_samples=100)
+
+
+@pytest.mark.parametrize("method", sorted(ACQUISITION_FUNCTIONS))
+def test_input_that_requires_grad(method):
+    "A model output computed outside torch.no_grad() is scored by its values: same picks as the detached tensor, no graph kept."
+    logits = _logits(N=30).requires_grad_()
+    log_probs_N_K_C = torch.log_softmax(logits, dim=-1)
+    kwargs = {"num_samples": 1000} if method == "batchbald" else {}
+    fn = ACQUISITION_FUNCTIONS[method]
+    batch = fn(log_probs_N_K_C, 5, generator=torch.Generator().manual_seed(0), **kwargs)
+    assert batch.indices == fn(log_probs_N_K_C.detach(), 5, generator=torch.Generator().manual_seed(0), **kwargs).indices
+    assert all(type(s) is float for s in batch.scores) and logits.grad is None
+
+
+@pytest.mark.parametrize("count", [np.int64(3), np.int32(3), torch.tensor(3), torch.tensor(3.0), np.array(3), 3.0, np.float64(3.0)],
+                         ids=lambda c: f"{type(c).__name__}")
+def test_integral_counts_of_any_numeric_type(count):
+    pool = _pool()
+    expected = get_batchbald_batch(pool, 3, num_samples=1000)
+    assert get_batchbald_batch(pool, count, num_samples=1000).indices == expected.indices
+    assert get_bald_batch(pool, count).indices == get_bald_batch(pool, 3).indices
+    assert get_batchbald_batch(pool, 3, num_samples=1e3).indices == expected.indices  # redux-style m = 1e3
+    assert get_batchbald_batch(pool, 3, num_samples=count * 10 ** 6).indices == expected.indices  # exact either way
+
+
+@pytest.mark.parametrize("name, kwargs, error", [
+    ("batch_size", {"batch_size": 2.5}, ValueError), ("batch_size", {"batch_size": -1}, ValueError),
+    ("batch_size", {"batch_size": True}, TypeError), ("batch_size", {"batch_size": np.bool_(True)}, TypeError),
+    ("batch_size", {"batch_size": torch.tensor([2, 3])}, TypeError), ("batch_size", {"batch_size": "3"}, TypeError),
+    ("batch_size", {"batch_size": float("nan")}, ValueError), ("batch_size", {"batch_size": torch.tensor(True)}, TypeError),
+    ("num_samples", {"num_samples": 100.5}, ValueError), ("num_samples", {"num_samples": 0}, ValueError),
+    ("num_samples", {"num_samples": False}, TypeError), ("num_samples", {"num_samples": float("inf")}, ValueError),
+])
+def test_bad_counts_name_the_argument(name, kwargs, error):
+    arguments = {"batch_size": 2, "num_samples": 100, **kwargs}
+    with pytest.raises(error, match=name):
+        get_batchbald_batch(_pool(), **arguments)
+
+
+def test_candidate_batch_has_redux_field_order():
+    "batchbald_redux's CandidateBatch is (scores, indices): code that builds or reads one positionally must mean the same with ours."
+    assert [f.name for f in dataclasses.fields(CandidateBatch)][:2] == ["scores", "indices"]
+    assert CandidateBatch([0.7, 0.2], [5, 1]).indices == [5, 1]
+    scores, indices = dataclasses.astuple(get_bald_batch(_pool(), 2))[:2]
+    assert scores == sorted(scores, reverse=True) and all(isinstance(i, int) for i in indices)
 
 
 def test_negative_batch_size():
