@@ -34,6 +34,38 @@ def benchmark_pool(N: int, K: int, C: int, seed: int = 0, dtype=torch.float64, D
     return log_probs_N_K_C
 
 
+def triples_pool(N: int, K: int, C: int, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
+    """log p(y | x_n, w_k), N x K x C, of a pool of correlated triples: per triple a shared mean logit drawn N(0, 4) per class, and each
+    of its 3 points adds N(0, 1) noise per sample and class. Points of a triple look alike without being copies, the structure on which
+    greedy BatchBALD must keep telling near-duplicates apart, and on which lazy greedy prunes least. Generated a chunk at a time."""
+    log_probs_N_K_C = torch.empty(N, K, C, dtype=dtype)
+    chunk = POOL_CHUNK - POOL_CHUNK % 3  # whole triples per chunk
+    for chunk_index, start in enumerate(range(0, N, chunk)):
+        n = min(chunk, N - start)
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + 7_000_001 + chunk_index)
+        means_t_C = 2.0 * torch.randn((n + 2) // 3, C, generator=generator, dtype=torch.float64)
+        logits_n_K_C = means_t_C.repeat_interleave(3, dim=0)[:n, None, :] + torch.randn(n, K, C, generator=generator, dtype=torch.float64)
+        log_probs_N_K_C[start : start + n] = torch.log_softmax(logits_n_K_C, dim=-1).to(dtype)
+    return log_probs_N_K_C
+
+
+POOL_STRUCTURES = ("ensemble", "triples")  # synthetic; benchmarks/real_pools.py adds pools from trained models ("mnist", "emnist")
+
+
+def make_pool(structure: str, N: int, K: int, C: int, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
+    "A benchmark pool by structure name: 'ensemble' (benchmark_pool), 'triples' (triples_pool), or a cached real pool ('mnist', 'emnist')."
+    if structure == "ensemble":
+        return benchmark_pool(N, K, C, seed=seed, dtype=dtype)
+    if structure == "triples":
+        return triples_pool(N, K, C, seed=seed, dtype=dtype)
+    from real_pools import load_pool
+
+    log_probs_N_K_C = load_pool(structure)
+    if tuple(log_probs_N_K_C.shape) != (N, K, C):
+        raise ValueError(f"the cached {structure} pool has shape {tuple(log_probs_N_K_C.shape)}, the configuration asks for {(N, K, C)}")
+    return log_probs_N_K_C.to(dtype)
+
+
 def batch_mutual_information_sampled(log_probs_B_K_C: torch.Tensor, num_draws: int = 400_000, seed: int = 1234,
                                      chunk: int = 50_000) -> tuple[float, float]:
     """I(y_1..y_B; w) of a batch with w uniform over the K samples, as log K - E_y[H(j | y)] (y drawn ancestrally: j uniform, then each

@@ -25,8 +25,8 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (RESULTS, batch_mutual_information_sampled, benchmark_pool, environment, machine_limits, ns_per_q_limit,  # noqa: E402
-                    reset_peak_rss, rss_bytes, write_json)
+from common import (RESULTS, batch_mutual_information_sampled, benchmark_pool, environment, machine_limits, make_pool,  # noqa: E402
+                    ns_per_q_limit, reset_peak_rss, rss_bytes, write_json)
 
 MAIN_CONFIGS = [  # (N, K, C, b, m), from the issue
     (10_000, 20, 10, 10, 10_000),
@@ -61,7 +61,7 @@ def worker(args) -> None:
     torch.set_num_threads(args.threads)
     N, K, C, b, m = args.config
     baseline_rss = rss_bytes("VmRSS")
-    log_probs_N_K_C = benchmark_pool(N, K, C, seed=args.seed, dtype=getattr(torch, args.input_dtype))
+    log_probs_N_K_C = make_pool(args.pool, N, K, C, seed=args.seed, dtype=getattr(torch, args.input_dtype))
     input_bytes = log_probs_N_K_C.numel() * log_probs_N_K_C.element_size()
     counters = {"q_values": 0, "kernel_seconds": 0.0}
     if args.worker == "ours":
@@ -78,13 +78,14 @@ def worker(args) -> None:
             return result
 
         joint_entropy.JointEntropyKernel.__call__ = counted
-        run = lambda: get_batchbald_batch(log_probs_N_K_C, b, m, generator=torch.Generator().manual_seed(args.seed), lazy=not args.plain,
-                                          device=args.device)
+        run = lambda seed=args.seed: get_batchbald_batch(log_probs_N_K_C, b, m, generator=torch.Generator().manual_seed(seed),
+                                                         lazy=not args.plain, device=args.device)
     else:
         from batchbald_redux.batchbald import get_batchbald_batch as redux_batchbald
 
-        torch.manual_seed(args.seed)  # redux samples configurations with torch's global generator
-        run = lambda: redux_batchbald(log_probs_N_K_C, b, m, dtype=torch.double, device=args.device)  # as in redux's example experiment
+        def run(seed=args.seed):  # dtype=torch.double as in redux's example experiment; --redux-dtype float32 tries its float32 path
+            torch.manual_seed(seed)  # redux samples configurations with torch's global generator
+            return redux_batchbald(log_probs_N_K_C, b, m, dtype=getattr(torch, args.redux_dtype), device=args.device)
         counters["q_values"] = plain_greedy_q_values(N, C, b, m)
     rss_before_run = rss_bytes("VmRSS")
     reset_peak_rss()
@@ -92,24 +93,38 @@ def worker(args) -> None:
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     load = os.getloadavg()[0]
-    start = time.perf_counter()
+    per_seed = []
+    if args.sample_seeds:  # several configuration-sampling seeds in this process: one untimed warm-up call first
+        run(args.sample_seeds[0])
+        for seed in args.sample_seeds:
+            start, cpu_start = time.perf_counter(), time.process_time()
+            seed_batch = run(seed)
+            if cuda:
+                torch.cuda.synchronize()
+            per_seed.append({"seed": seed, "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start,
+                             "indices": list(seed_batch.indices),
+                             "scores": list(seed_batch.scores), "evaluations": list(getattr(seed_batch, "evaluations", [])),
+                             "loadavg_1min": os.getloadavg()[0]})
+    start, cpu_start = time.perf_counter(), time.process_time()
     batch = run()
     if cuda:
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     result = {"impl": args.worker + ("_plain" if args.plain else ""), "N": N, "K": K, "C": C, "b": b, "m": m, "seed": args.seed,
-              "threads": args.threads, "input_dtype": args.input_dtype, "seconds": seconds, "indices": list(batch.indices),
+              "threads": args.threads, "input_dtype": args.input_dtype, "seconds": seconds, "cpu_seconds": cpu_seconds, "indices": list(batch.indices),
               "scores": list(batch.scores), "evaluations": list(getattr(batch, "evaluations", [])), "input_bytes": input_bytes,
               "baseline_rss_bytes": baseline_rss, "rss_before_run_bytes": rss_before_run, "peak_rss_bytes": rss_bytes("VmHWM"),
               "loadavg_1min": load, "device": args.device, "peak_device_bytes": torch.cuda.max_memory_allocated() if cuda else None,
-              **counters}
+              "pool": args.pool, "redux_dtype": args.redux_dtype if args.worker == "redux" else None, "per_seed": per_seed, **counters}
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def run_worker(impl: str, config, args, plain: bool = False, input_dtype: str = "float64", timeout: float | None = None) -> dict:
+def run_worker(impl: str, config, args, plain: bool = False, input_dtype: str = "float64", timeout: float | None = None,
+               pool: str = "ensemble", redux_dtype: str = "float64", sample_seeds=()) -> dict:
     "Run one worker subprocess and return its result (or an error record)."
     command = [sys.executable, os.path.abspath(__file__), "--worker", impl, "--config", *map(str, config), "--seed", str(args.seed),
-               "--threads", str(args.threads), "--input-dtype", input_dtype, "--device", args.device] + (["--plain"] if plain else [])
+               "--threads", str(args.threads), "--input-dtype", input_dtype, "--device", args.device, "--pool", pool,
+               "--redux-dtype", redux_dtype] + (["--plain"] if plain else []) + (["--sample-seeds", *map(str, sample_seeds)] if sample_seeds else [])
     env = dict(os.environ, TQDM_DISABLE="1")
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
@@ -280,9 +295,120 @@ def memory_suite(args) -> None:
     write_json(RESULTS / "memory.json", {"environment": env, "run": run, "text": text})
 
 
+# ---------------------------------------------------------------------------------------------------------------- pool structures
+POOL_SEEDS = tuple(range(10))  # configuration-sampling seeds per row: the median and the maximum are reported
+REAL_CONFIGS = {"mnist": (60_000, 100, 10, 10, 10_000), "emnist": (10_000, 10, 47, 5, 10_000)}  # benchmarks/real_pools.py
+REDUX_TRIPLES = (0, 1, 3)  # MAIN_CONFIGS indices redux runs on the triples pool by default (the other two cost it 0.75-1.5 h each)
+
+
+def pool_rows() -> list[tuple[str, tuple]]:
+    "(pool structure, configuration) of every row of the pools suite."
+    return [(s, c) for s in ("ensemble", "triples") for c in MAIN_CONFIGS] + list(REAL_CONFIGS.items())
+
+
+def run_key(impl: str, pool: str, config) -> str:
+    return f"{impl}|{pool}|{','.join(map(str, config))}"
+
+
+def pools_suite(args) -> None:
+    """Ours (10 configuration-sampling seeds, lazy; plain greedy too on the real pools) and batchbald_redux (float64, its best valid
+    setting, and float32 on one configuration per synthetic structure) on synthetic pools of two structures and on pools from trained
+    models. Every run is stored in pools_runs.json as it finishes; a rerun skips stored runs (--rerun-ours drops ours after a code
+    change). The table (pools.json) is rebuilt from the stored runs."""
+    path = RESULTS / "pools_runs.json"
+    store = json.loads(path.read_text()) if path.exists() and not args.fresh else {}
+    if args.rerun_ours:
+        store = {k: v for k, v in store.items() if not k.startswith("ours")}
+    main_rows = {}
+    if (RESULTS / "main.json").exists():  # the ensemble pool with seed 0 is the main suite's pool: its redux runs are the same runs
+        for r in json.loads((RESULTS / "main.json").read_text())["rows"]:
+            if "redux_seconds" in r:
+                main_rows[(r["N"], r["K"], r["C"], r["b"], r["m"])] = r
+    plan = []
+    for pool, config in pool_rows():
+        real = pool in REAL_CONFIGS
+        plan.append(("ours", pool, config, dict(sample_seeds=POOL_SEEDS, input_dtype="float32" if real else "float64")))
+        if real:
+            plan.append(("ours_plain", pool, config, dict(plain=True, input_dtype="float32")))
+        if pool == "triples" and MAIN_CONFIGS.index(config) in REDUX_TRIPLES or pool == "emnist" or args.redux_all and pool != "ensemble":
+            plan.append(("redux", pool, config, {}))
+        if pool == "ensemble" and tuple(config) not in main_rows:
+            plan.append(("redux", pool, config, {}))
+        if config == MAIN_CONFIGS[0] and not real:
+            plan.append(("redux_float32", pool, config, dict(redux_dtype="float32", input_dtype="float32")))
+    if args.stage == "redux":
+        plan = [p for p in plan if p[0].startswith("redux")]
+    elif args.stage == "ours":
+        plan = [p for p in plan if p[0].startswith("ours")]
+    env = environment()
+    for impl, pool, config, options in plan:
+        key = run_key(impl, pool, config)
+        if key in store:
+            continue
+        if pool in REAL_CONFIGS and not (Path(__file__).resolve().parent / "cache" / f"{pool}_log_probs_N_K_C.pt").exists():
+            print(f"skipped {key}: the {pool} pool is not built (benchmarks/real_pools.py)", flush=True)
+            continue
+        print(f"running {key}", flush=True)
+        result = run_worker(impl.split("_")[0], config, args, pool=pool, timeout=args.redux_timeout, **options)
+        if "error" in result:
+            print(f"FAILED {key}: {result['error'][-500:]}", flush=True)
+            continue
+        result["environment"] = env
+        log_probs = make_pool(pool, *config[:3], seed=args.seed)
+        result["mi"], result["mi_se"] = batch_mutual_information_sampled(log_probs[result["indices"]])
+        store[key] = result
+        write_json(path, store)
+        print(f"done {key}: {result['seconds']:.2f} s" + (f", seeds median {statistics.median(r['seconds'] for r in result['per_seed']):.2f} s"
+                                                          if result.get("per_seed") else ""), flush=True)
+    table_rows = []
+    for pool, config in pool_rows():
+        ours = store.get(run_key("ours", pool, config))
+        if ours is None:
+            continue
+        seconds = [r["seconds"] for r in ours["per_seed"]]
+        row = {"pool": pool, "N": config[0], "K": config[1], "C": config[2], "b": config[3], "m": config[4],
+               "ours_median_seconds": statistics.median(seconds), "ours_max_seconds": max(seconds), "ours_seconds_all": seconds,
+               "ours_max_over_median": max(seconds) / statistics.median(seconds), "ours_mi": ours["mi"], "ours_mi_se": ours["mi_se"],
+               "ours_indices": ours["indices"], "ours_final_scores": [r["scores"][-1] for r in ours["per_seed"]],
+               "ours_evaluations": ours["evaluations"], "ours_loadavg": [r["loadavg_1min"] for r in ours["per_seed"]]}
+        redux = store.get(run_key("redux", pool, config))
+        if redux is None and pool == "ensemble" and tuple(config) in main_rows:
+            r = main_rows[tuple(config)]
+            redux = {"seconds": r["redux_seconds"], "indices": r["redux_indices"], "scores": r["redux_scores"], "mi": r["redux_mi"],
+                     "mi_se": r["redux_mi_se"], "source": "main.json", "loadavg_1min": r["loadavg_redux"]}
+        if redux is not None:
+            row.update({"redux_seconds": redux["seconds"], "ratio_median": redux["seconds"] / row["ours_median_seconds"],
+                        "ratio_at_max": redux["seconds"] / row["ours_max_seconds"], "redux_mi": redux["mi"], "redux_mi_se": redux["mi_se"],
+                        "redux_indices": redux["indices"], "redux_final_score": redux["scores"][-1],
+                        "redux_source": redux.get("source", "pools_runs.json"), "redux_loadavg": redux["loadavg_1min"]})
+        redux32 = store.get(run_key("redux_float32", pool, config))
+        if redux32 is not None:
+            row.update({"redux_float32_seconds": redux32["seconds"], "redux_float32_mi": redux32["mi"],
+                        "redux_float32_nan_scores": sum(1 for x in redux32["scores"] if x != x), "redux_float32_indices": redux32["indices"]})
+        plain = store.get(run_key("ours_plain", pool, config))
+        if plain is not None:
+            row.update({"plain_seconds": plain["seconds"], "plain_mi": plain["mi"], "plain_mi_se": plain["mi_se"], "plain_indices": plain["indices"],
+                        "lazy_seed0_indices": ours["per_seed"][0]["indices"], "same_batch_as_lazy": plain["indices"] == ours["per_seed"][0]["indices"]})
+        table_rows.append(row)
+    lines = [f"{'pool':>8} {'N':>6} {'K':>4} {'C':>3} {'b':>3} | {'ours med':>8} {'max':>6} {'max/med':>7} | {'redux s':>8} {'ratio':>6} "
+             f"{'at max':>6} | {'MI ours':>8} {'MI redux':>8} | {'redux32 s':>9} {'NaN':>3}"]
+    for r in table_rows:
+        lines.append(f"{r['pool']:>8} {r['N']:>6} {r['K']:>4} {r['C']:>3} {r['b']:>3} | {r['ours_median_seconds']:8.2f} {r['ours_max_seconds']:6.2f} "
+                     f"{r['ours_max_over_median']:7.2f} | {r.get('redux_seconds', float('nan')):8.1f} {r.get('ratio_median', float('nan')):6.0f} "
+                     f"{r.get('ratio_at_max', float('nan')):6.0f} | {r['ours_mi']:8.4f} {r.get('redux_mi', float('nan')):8.4f} | "
+                     f"{r.get('redux_float32_seconds', float('nan')):9.1f} {r.get('redux_float32_nan_scores', '-'):>3}")
+    table = "\n".join(lines)
+    print(table, flush=True)
+    write_json(RESULTS / "pools.json", {"environment": env, "seeds": list(POOL_SEEDS), "rows": table_rows, "table": table,
+                                        "complete": all(run_key(i, p, c) in store for i, p, c, _ in plan)})
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", choices=["main", "scaling", "memory"], default="main")
+    parser.add_argument("--suite", choices=["main", "scaling", "memory", "pools"], default="main")
+    parser.add_argument("--stage", choices=["all", "redux", "ours"], default="all", help="pools suite: which runs to make now")
+    parser.add_argument("--rerun-ours", action="store_true", help="pools suite: drop stored runs of ours (after a change to the code)")
+    parser.add_argument("--redux-all", action="store_true", help="pools suite: redux on every configuration of every structure")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for both implementations (default 1: on a machine shared with other jobs, a 2-thread OpenMP "
                              "team waits at every barrier for a descheduled thread; chapter 14 shows the measurement)")
@@ -297,6 +423,9 @@ def parse_args(argv=None):
     parser.add_argument("--config", type=int, nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--input-dtype", default="float64", help=argparse.SUPPRESS)
+    parser.add_argument("--pool", default="ensemble", help=argparse.SUPPRESS)
+    parser.add_argument("--redux-dtype", default="float64", choices=["float64", "float32"], help=argparse.SUPPRESS)
+    parser.add_argument("--sample-seeds", type=int, nargs="*", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -310,5 +439,7 @@ if __name__ == "__main__":
         main_suite(args, [MAIN_CONFIGS[i] for i in args.only] if args.only else MAIN_CONFIGS, name)
     elif args.suite == "scaling":
         scaling_suite(args)
+    elif args.suite == "pools":
+        pools_suite(args)
     else:
         memory_suite(args)
