@@ -365,7 +365,7 @@ def pools_suite(args) -> None:
         ours = store.get(run_key("ours", pool, config))
         if ours is None:
             continue
-        seconds = [r["seconds"] for r in ours["per_seed"]]
+        seconds = [r.get("cpu_seconds", r["seconds"]) for r in ours["per_seed"]]  # CPU time: the machine is shared (one thread each)
         row = {"pool": pool, "N": config[0], "K": config[1], "C": config[2], "b": config[3], "m": config[4],
                "ours_median_seconds": statistics.median(seconds), "ours_max_seconds": max(seconds), "ours_seconds_all": seconds,
                "ours_max_over_median": max(seconds) / statistics.median(seconds), "ours_mi": ours["mi"], "ours_mi_se": ours["mi_se"],
@@ -377,17 +377,18 @@ def pools_suite(args) -> None:
             redux = {"seconds": r["redux_seconds"], "indices": r["redux_indices"], "scores": r["redux_scores"], "mi": r["redux_mi"],
                      "mi_se": r["redux_mi_se"], "source": "main.json", "loadavg_1min": r["loadavg_redux"]}
         if redux is not None:
-            row.update({"redux_seconds": redux["seconds"], "ratio_median": redux["seconds"] / row["ours_median_seconds"],
-                        "ratio_at_max": redux["seconds"] / row["ours_max_seconds"], "redux_mi": redux["mi"], "redux_mi_se": redux["mi_se"],
+            redux_seconds = redux.get("cpu_seconds", redux["seconds"])  # main.json's runs: wall time at load average 1 on 2 cores
+            row.update({"redux_seconds": redux_seconds, "ratio_median": redux_seconds / row["ours_median_seconds"],
+                        "ratio_at_max": redux_seconds / row["ours_max_seconds"], "redux_wall_seconds": redux["seconds"], "redux_mi": redux["mi"], "redux_mi_se": redux["mi_se"],
                         "redux_indices": redux["indices"], "redux_final_score": redux["scores"][-1],
                         "redux_source": redux.get("source", "pools_runs.json"), "redux_loadavg": redux["loadavg_1min"]})
         redux32 = store.get(run_key("redux_float32", pool, config))
         if redux32 is not None:
-            row.update({"redux_float32_seconds": redux32["seconds"], "redux_float32_mi": redux32["mi"],
+            row.update({"redux_float32_seconds": redux32.get("cpu_seconds", redux32["seconds"]), "redux_float32_mi": redux32["mi"],
                         "redux_float32_nan_scores": sum(1 for x in redux32["scores"] if x != x), "redux_float32_indices": redux32["indices"]})
         plain = store.get(run_key("ours_plain", pool, config))
         if plain is not None:
-            row.update({"plain_seconds": plain["seconds"], "plain_mi": plain["mi"], "plain_mi_se": plain["mi_se"], "plain_indices": plain["indices"],
+            row.update({"plain_seconds": plain.get("cpu_seconds", plain["seconds"]), "plain_mi": plain["mi"], "plain_mi_se": plain["mi_se"], "plain_indices": plain["indices"],
                         "lazy_seed0_indices": ours["per_seed"][0]["indices"], "same_batch_as_lazy": plain["indices"] == ours["per_seed"][0]["indices"]})
         table_rows.append(row)
     lines = [f"{'pool':>8} {'N':>6} {'K':>4} {'C':>3} {'b':>3} | {'ours med':>8} {'max':>6} {'max/med':>7} | {'redux s':>8} {'ratio':>6} "
