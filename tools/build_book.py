@@ -3,8 +3,8 @@
 Quarto (what `nbdev_docs` uses) cannot be installed on these machines, so this script does what nbdev's doc processors do and
 hands the result to jupyter-book:
 
-1. **Find the chapters**: every notebook under nbs/ (names starting with `_` or `.` left out), `index.ipynb` first, the rest in
-   filename order.
+1. **Find the chapters**: every notebook under nbs/ (names starting with `_` or `.` left out): the front matter first
+   (`index.ipynb`, then `notation.ipynb`), the rest in filename order.
 2. **Execute** each notebook with nbclient, two at a time, in its own folder, storing widget state (so ipywidgets render in the
    book). Cells that `nbdev_test` skips (`#| eval: false`, the `tst_flags` of settings.ini such as `#| slow`, unless passed with
    `--flags`) are not run. Results are cached under the build folder, keyed by the code cells and the package's source, so a
@@ -60,15 +60,18 @@ def log(message: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------- chapters
+FRONT_MATTER = ("index.ipynb", "notation.ipynb")  # the book's first pages, in this order; the chapters follow by file name
+
+
 def find_notebooks(only: str | None = None) -> list[Path]:
-    "Every notebook under nbs/ in book order: index first, then by path; `_`/`.`-prefixed names and checkpoints left out."
+    "Every notebook under nbs/ in book order: FRONT_MATTER first, then by path; `_`/`.`-prefixed names and checkpoints left out."
     found = [p for p in NBS.rglob("*.ipynb")
              if not any(part.startswith(("_", ".")) for part in p.relative_to(NBS).parts)]
-    index = [p for p in found if p.relative_to(NBS).as_posix() == "index.ipynb"]
-    rest = sorted((p for p in found if p not in index), key=lambda p: p.relative_to(NBS).as_posix())
+    front = [NBS / name for name in FRONT_MATTER if NBS / name in found]
+    rest = sorted((p for p in found if p not in front), key=lambda p: p.relative_to(NBS).as_posix())
     if only:
-        rest = [p for p in rest if only in p.name]
-    return index + rest
+        front, rest = front[:1], [p for p in front[1:] + rest if only in p.name]
+    return front + rest
 
 
 # -------------------------------------------------------------------------------------------------------------- directives
