@@ -36,10 +36,15 @@ BATCHBALD_SCORE_TOLERANCE = 2 * rescoring_tolerance(torch.float32, B * math.log(
 FLOAT64_SCORE_TOLERANCE = 1e-9
 
 
-@pytest.fixture(autouse=True)
-def _needs_cuda():
+def require_device() -> None:
+    "Skip the calling test, loudly, unless DEVICE can run."
     if not RUNNABLE:
         pytest.skip(SKIP_REASON)
+
+
+@pytest.fixture(autouse=True)
+def _needs_cuda():
+    require_device()
 
 
 @pytest.fixture(scope="module")

@@ -57,6 +57,7 @@ def test_dry_run_benchmark_compares_picks(dry_run):
     out, _, summary, _ = dry_run
     bench = json.loads((out / "gpu_batchbald_dryrun.json").read_text())
     assert summary["benchmark"]["ok"]
+    assert summary["benchmark"]["cpu_1_thread_seconds"] == next(r["seconds"] for r in bench["rows"] if r["run"] == "cpu 1 thread(s)")
     runs = {r["run"] for r in bench["rows"]}
     assert {"device float64 input on the device", "device float32 input on the CPU", "cpu 1 thread(s)"} <= runs
     device_row = bench["rows"][0]
@@ -88,10 +89,6 @@ def test_interrupted_run_resumes_instead_of_restarting(dry_run):
         before, after = json.loads(path.read_text()), json.loads(second[key].read_text())
         assert not before["finished"] and 1 <= len(before["steps"]) < len(after["steps"]) and after["finished"]
         assert after["steps"][: len(before["steps"])] == before["steps"]  # measured seconds included: kept, not recomputed
-
-
-def test_dry_run_time(dry_run):
-    assert dry_run[3] < 150, f"the dry run took {dry_run[3]:.0f} s; it is meant to take about a minute"
 
 
 # ------------------------------------------------------------------------------------------------------------------- the pieces
@@ -170,10 +167,15 @@ def test_bad_invocations_fail_with_one_line(tmp_path):
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available: tests/test_cuda.py runs instead of skipping")
-def test_cuda_tests_skip_loudly_without_cuda():
-    env = {k: v for k, v in ENV.items() if k != "BATCHBALD_NB_TEST_DEVICE"}
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-k", "float16",
-                           str(ROOT / "tests" / "test_cuda.py")], capture_output=True, text=True, env=env, cwd=ROOT)
-    assert done.returncode == 0 and "2 skipped" in done.stdout
-    assert done.stdout.count("CUDA not available: GPU tests skipped — run benchmarks/gpu_session.sh on a GPU machine") >= 1
+def test_cuda_tests_skip_loudly_without_cuda(monkeypatch):
+    import test_cuda  # tests/ is on the path under pytest
+
+    monkeypatch.setattr(test_cuda, "RUNNABLE", test_cuda.RUNNABLE)  # restored afterwards
+    if test_cuda.DEVICE == "cuda" and not torch.cuda.is_available():
+        assert not test_cuda.RUNNABLE
+    monkeypatch.setattr(test_cuda, "RUNNABLE", False)
+    with pytest.raises(pytest.skip.Exception, match="CUDA not available: GPU tests skipped — run benchmarks/gpu_session.sh on a GPU "
+                                                    "machine"):
+        test_cuda.require_device()
+    monkeypatch.setattr(test_cuda, "RUNNABLE", True)
+    test_cuda.require_device()  # no skip where the device can run
