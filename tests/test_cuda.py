@@ -29,10 +29,12 @@ if not RUNNABLE:
 # picks are float64's on both devices (near-ties are re-decided in float64), hence identical.
 N, K, C, B, M = 600, 20, 10, 4, 10_000
 SEED = 0
-# Scores: BatchBALD's come from float32 products (or float64 rescoring); each is within rescoring_tolerance(float32, H) of the
-# float64 value, H <= b log C the largest joint entropy, so CPU and GPU differ by at most twice that. The top-b functions score in
-# float64 on both devices: only summation order differs, ~1e-15 relative; 1e-9 leaves room and still catches a float32 path.
-BATCHBALD_SCORE_TOLERANCE = 2 * rescoring_tolerance(torch.float32, B * math.log(C))
+# Scores: BatchBALD's come from float32 products (or float64 rescoring); each is within the dtype error rescoring_tolerance(float32,
+# H) of the float64 value (H <= b log C, the largest joint entropy) plus the pruning error of the light configurations it drops
+# (at most half the dtype error, see get_batchbald_batch), so CPU and GPU differ by at most 3 times the dtype error. The top-b
+# functions score in float64 on both devices: only summation order differs, ~1e-15 relative; 1e-9 leaves room and still fails a
+# float32 path (errors ~1e-7).
+BATCHBALD_SCORE_TOLERANCE = 3 * rescoring_tolerance(torch.float32, B * math.log(C))
 FLOAT64_SCORE_TOLERANCE = 1e-9
 
 
@@ -90,7 +92,7 @@ def test_batchbald_plain_greedy_matches_lazy_on_device(pool_N_K_C):
 def test_batchbald_float64_products_match_cpu(pool_N_K_C):
     cpu = get_batchbald_batch(pool_N_K_C, B, M, dtype=torch.float64, generator=_generator())
     gpu = get_batchbald_batch(pool_N_K_C.to(DEVICE), B, M, dtype=torch.float64, generator=_generator())
-    _assert_same(cpu, gpu, 2 * rescoring_tolerance(torch.float64, B * math.log(C)), "batchbald float64")
+    _assert_same(cpu, gpu, 3 * rescoring_tolerance(torch.float64, B * math.log(C)), "batchbald float64")
 
 
 @pytest.mark.parametrize("method", ["batchbald", "bald"])
