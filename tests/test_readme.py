@@ -4,11 +4,14 @@ repository, must print exactly the output block the README shows after it (and n
 The README is generated from nbs/index.ipynb (tools/make_readme.py); `python tools/make_readme.py --execute` refreshes the
 notebook's outputs and the README together. tests/test_wheel.py runs the same check against the built wheel.
 """
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "\x1eREADME block {}\x1e"  # a line no README code prints, written before each block's output
@@ -70,3 +73,34 @@ def test_a_wrong_readme_output_fails(tmp_path):
     "The comparison can fail: a block whose shown output differs from what it prints is reported."
     examples = [("print('a')\n", "a"), ("print(40 + 2)\n", "41")]
     assert run_examples(sys.executable, examples, tmp_path) == ["a", "42"]
+
+
+def _make_readme():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_readme", ROOT / "tools" / "make_readme.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _notebook(path: Path, *sources: str) -> Path:
+    cells = [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [], "source": source}
+             for i, source in enumerate(sources)]
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    return path
+
+
+def test_make_readme_execute_puts_what_ran_in_the_readme(tmp_path):
+    "`--execute`: the README's output block is what the cell printed; hidden cells run but are not shown."
+    make_readme = _make_readme()
+    notebook = _notebook(tmp_path / "index.ipynb", "x = 6 * 7\nprint(x)", "#| hide\nassert x == 42\nprint('hidden')")
+    make_readme.execute(notebook)
+    assert json.loads(notebook.read_text())["cells"][1]["outputs"][0]["text"] == ["hidden\n"]
+    assert make_readme.render(notebook).endswith("```python\nx = 6 * 7\nprint(x)\n```\n\n```\n42\n```\n")
+
+
+@pytest.mark.parametrize("source", ["import sys\nprint('careful', file=sys.stderr)", "6 * 7"])
+def test_make_readme_execute_refuses_output_a_script_would_not_print(tmp_path, source):
+    "A shown cell that writes to stderr, or displays a value, would make the README show what a script does not print."
+    with pytest.raises(SystemExit, match="README cells may only print to stdout"):
+        _make_readme().execute(_notebook(tmp_path / "index.ipynb", source))
