@@ -157,23 +157,33 @@ def bench_worker(args) -> None:
                      "evaluations": list(batch.evaluations)})
     peak_device_bytes = torch.cuda.max_memory_allocated(device) if cuda else None
     del on_device
-    for threads in sorted({1, all_threads}):  # the CPU reference: one run each (tens of seconds at N = 60,000 on one thread)
+    env = environment()
+    env.update(device=str(device), device_name=torch.cuda.get_device_name(device) if cuda else "cpu (dry run: the CPU plays the GPU)")
+    exact = exact_steps(C, b, m)
+
+    def save(complete: bool) -> dict:
+        "The file as it stands (rewritten after every run, so a timeout keeps the GPU's numbers); picks against the CPU's."
+        cpu_rows = [r for r in rows if r["device"] == "cpu" and r["run"].startswith("cpu ")]
+        reference = min(cpu_rows, key=lambda r: r["threads"], default=None)  # one thread if it ran
+        for row in rows:
+            if reference is not None:
+                row.update(compare_picks(reference["indices"], row["indices"], exact), reference=reference["run"],
+                           speedup_vs_cpu_1_thread=reference["seconds"] / row["seconds"] if reference["threads"] == 1 else None)
+        payload = {"N": N, "K": K, "C": C, "b": b, "m": m, "seed": args.seed, "exact_steps": exact, "pool_seconds": pool_seconds,
+                   "peak_device_bytes": peak_device_bytes, "goal_seconds": 1.0, "rows": rows, "environment": env, "complete": complete}
+        payload["table"] = bench_table(payload)
+        write_json_atomic(Path(args.bench_out), payload)
+        return payload
+
+    save(False)
+    for threads in sorted({1, all_threads}, reverse=True):  # the CPU reference, one run each; one thread last (tens of seconds at N = 60,000)
         torch.set_num_threads(threads)
         seconds, batch = timed(pool_N_K_C, 1, warm_up=False)
         rows.append({"run": f"cpu {threads} thread(s)", "device": "cpu", "threads": threads, "seconds": seconds[0], "seconds_all": seconds,
                      "warm_up_excluded": False, "indices": list(batch.indices), "scores": list(batch.scores),
                      "evaluations": list(batch.evaluations)})
-    exact = exact_steps(C, b, m)
-    reference = next(r for r in rows if r["run"] == "cpu 1 thread(s)")
-    for row in rows:
-        row.update(compare_picks(reference["indices"], row["indices"], exact), speedup_vs_cpu_1_thread=reference["seconds"] / row["seconds"])
-    env = environment()
-    env.update(device=str(device), device_name=torch.cuda.get_device_name(device) if cuda else "cpu (dry run: the CPU plays the GPU)")
-    payload = {"N": N, "K": K, "C": C, "b": b, "m": m, "seed": args.seed, "exact_steps": exact, "pool_seconds": pool_seconds,
-               "peak_device_bytes": peak_device_bytes, "goal_seconds": 1.0, "rows": rows, "environment": env}
-    payload["table"] = bench_table(payload)
-    write_json_atomic(Path(args.bench_out), payload)
-    print(payload["table"], flush=True)
+        save(False)
+    print(save(True)["table"], flush=True)
 
 
 def bench_table(p: dict) -> str:
@@ -185,8 +195,12 @@ def bench_table(p: dict) -> str:
              f"{'run':<60} {'seconds':>8} {'vs CPU 1 thread':>15} {'picks = CPU (exact steps)':>26} {'all picks':>9}"]
     for r in p["rows"]:
         how = f"median of {len(r['seconds_all'])}, warm" if r["warm_up_excluded"] else "one run"
-        lines.append(f"{r['run'] + ' (' + how + ')':<60} {r['seconds']:8.3f} {r['speedup_vs_cpu_1_thread']:14.1f}x "
-                     f"{'yes' if r['agree_exact_steps'] else 'NO':>26} {'yes' if r['agree_all'] else 'no':>9}")
+        speedup = f"{r['speedup_vs_cpu_1_thread']:14.1f}x" if r.get("speedup_vs_cpu_1_thread") else f"{'-':>15}"
+        agree = ("yes" if r["agree_exact_steps"] else "NO") if "agree_exact_steps" in r else "-"
+        agree_all = ("yes" if r["agree_all"] else "no") if "agree_all" in r else "-"
+        lines.append(f"{r['run'] + ' (' + how + ')':<60} {r['seconds']:8.3f} {speedup} {agree:>26} {agree_all:>9}")
+    if not p.get("complete", True):
+        lines.append("(incomplete: the CPU runs did not all finish)")
     if p.get("peak_device_bytes"):
         lines.append(f"\npeak GPU memory {p['peak_device_bytes'] / 2**20:,.0f} MiB; goal: under {p['goal_seconds']:g} s on one "
                      "H100-class GPU. Picks after the exact steps use sampled configurations (same CPU generator on both devices).")
@@ -206,14 +220,15 @@ def run_bench(out: Path, config, device: str, timeout: float, name: str, log: Lo
     seconds = time.monotonic() - start
     if error:
         log(f"benchmark FAILED ({seconds:.0f} s): {error.strip().splitlines()[-1] if error.strip() else error}")
+    if not path.exists():
         return {"ok": False, "error": error, "seconds": seconds}
-    payload = json.loads(path.read_text())
+    payload = json.loads(path.read_text())  # complete, or as far as it got
     log(f"benchmark ({seconds:.0f} s):\n{payload['table']}")
-    device_row = payload["rows"][0]
-    return {"ok": all(r["agree_exact_steps"] for r in payload["rows"]), "file": name, "seconds": seconds,
-            "device_seconds": device_row["seconds"],
-            "cpu_1_thread_seconds": next(r["seconds"] for r in payload["rows"] if r["run"] == "cpu 1 thread(s)"),
-            "agree_exact_steps": [r["agree_exact_steps"] for r in payload["rows"]], "agree_all": [r["agree_all"] for r in payload["rows"]]}
+    rows = payload["rows"]
+    return {"ok": error is None and payload["complete"] and all(r.get("agree_exact_steps") for r in rows), "error": error,
+            "file": name, "seconds": seconds, "device_seconds": rows[0]["seconds"],
+            "cpu_1_thread_seconds": next((r["seconds"] for r in rows if r["run"] == "cpu 1 thread(s)"), None),
+            "agree_exact_steps": [r.get("agree_exact_steps") for r in rows], "agree_all": [r.get("agree_all") for r in rows]}
 
 
 # ----------------------------------------------------------------------------------------------------------------------- the trials
