@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import io
 import json
 import os
 import shutil
@@ -305,7 +306,10 @@ def bundle(work_results: Path, logs: Path, experiment: str, out: Path) -> Path:
         for folder, arcname in ((work_results, f"results/{experiment}"), (logs, "logs")):
             for file in sorted(folder.rglob("*")):
                 if file.is_file() and not any(part.startswith(".") for part in file.relative_to(folder).parts):
-                    tar.add(file, arcname=f"{arcname}/{file.relative_to(folder)}")
+                    data = file.read_bytes()  # one whole version of a file a trial may be replacing right now (tar.add could mix two)
+                    info = tarfile.TarInfo(f"{arcname}/{file.relative_to(folder)}")
+                    info.size, info.mtime = len(data), int(time.time())
+                    tar.addfile(info, io.BytesIO(data))
     os.replace(tmp, path)
     return path
 
