@@ -5,10 +5,12 @@
 # %% ../nbs/03_acquisition.ipynb #0779aa9d
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 from dataclasses import dataclass, field
 from typing import Callable
+import warnings
 
 import torch
 from tqdm.auto import tqdm
@@ -17,9 +19,11 @@ from .entropy import bald_scores, check_log_probs, entropy_of_mean, expected_con
 from .joint_entropy import DEFAULT_MEMORY_BUDGET_BYTES, Configurations, JointEntropyKernel, add_point
 
 # %% auto #0
-__all__ = ['get_max_entropy_batch', 'get_variation_ratios_batch', 'get_mean_std_batch', 'ACQUISITION_FUNCTIONS', 'CandidateBatch',
-           'as_count', 'get_bald_batch', 'rescoring_tolerance', 'refresh_gains', 'pick_best', 'get_batchbald_batch',
-           'variation_ratios', 'mean_std', 'get_random_batch', 'get_powerbald_batch', 'acquire']
+__all__ = ['MIN_TRUSTWORTHY_SAMPLES', 'UNTRUSTWORTHY_STANDARD_ERROR', 'get_max_entropy_batch', 'get_variation_ratios_batch',
+           'get_mean_std_batch', 'ACQUISITION_FUNCTIONS', 'CandidateBatch', 'as_count', 'get_bald_batch',
+           'rescoring_tolerance', 'refresh_gains', 'pick_best', 'batch_score', 'independent_generator',
+           'warn_if_untrustworthy', 'get_batchbald_batch', 'variation_ratios', 'mean_std', 'get_random_batch',
+           'get_powerbald_batch', 'acquire']
 
 # %% ../nbs/03_acquisition.ipynb #199539fc
 @dataclass
@@ -30,6 +34,8 @@ class CandidateBatch:
     scores: list[float] = field(default_factory=list)
     indices: list[int] = field(default_factory=list)
     evaluations: list[int] = field(default_factory=list, repr=False)  # BatchBALD: gains computed per step (the lazy greedy's work)
+    standard_errors: list[float] = field(default_factory=list, repr=False)  # BatchBALD: of each score (0 while exact)
+    selection_scores: list[float] = field(default_factory=list, repr=False)  # BatchBALD: scores on the configurations that chose
 
 
 def as_count(value, name: str, minimum: int = 0) -> int:
@@ -119,6 +125,69 @@ def pick_best(bounds_N: torch.Tensor, fresh_N: torch.Tensor, tolerance: float,
     best = bounds_N[near_n].argmax().item()  # the first of equal maxima: the lowest index
     return near_n[best].item(), bounds_N[near_n[best]].item()
 
+# %% ../nbs/03_acquisition.ipynb #c0ffee01
+def batch_score(configurations: Configurations, log_probs_K_C: torch.Tensor, conditional_entropy: float,
+                chunk_elements: int = 2**22) -> tuple[float, float]:
+    """I(y_A, y_x; w) for the points A of `configurations` and one more point x (`log_probs_K_C`), and its standard error, in nats.
+
+    Enumerated configurations: exactly, H(y_A, y_x) by eq. (13) minus `conditional_entropy` (the sum of E[H(y_i | w)] over A and x);
+    standard error 0. Sampled: two unbiased estimates from the same m draws y_s ~ p(y_A) (when the draws are independent of how A was
+    chosen), combined with the weight that minimises their variance (see "Scores you can trust"):
+    eq. (36), a_s = -sum_c p(y_x = c | y_s) log p(y_s, y_x = c) - `conditional_entropy`, and the pointwise information of the draw with
+    its parameter sample j_s, b_s = sum_c p(y_x = c | w_j) log[p(y_s, y_x = c | w_j) / p(y_s, y_x = c)] (each b_s <= log K)."""
+    log_joint_probs_M_K = configurations.log_joint_probs_M_K
+    M, K = log_joint_probs_M_K.shape
+    log_probs_M = configurations.log_probs_M()
+    log_probs_C_K = log_probs_K_C.to(log_joint_probs_M_K).T
+    chunk = max(1, chunk_elements // log_probs_C_K.numel())
+    a_M, b_M = (torch.empty(M, dtype=torch.float64, device=log_joint_probs_M_K.device) for _ in range(2))
+    for start in range(0, M, chunk):
+        rows = slice(start, start + chunk)
+        log_given_m_C_K = log_joint_probs_M_K[rows, None, :] + log_probs_C_K  # log p(y_s, c | w_j)
+        log_joint_m_C = torch.logsumexp(log_given_m_C_K, dim=2) - math.log(K)  # log p(y_s, c)
+        if not configurations.sampled:  # p(y_s) H-contribution: -sum_c p(y_s, c) log p(y_s, c)
+            a_M[rows] = -torch.xlogy(log_joint_m_C.exp(), log_joint_m_C.exp()).sum(dim=1)
+            continue
+        given_m_C = (log_joint_m_C - log_probs_M[rows, None]).exp()  # p(c | y_s)
+        a_M[rows] = -torch.where(given_m_C > 0, given_m_C * log_joint_m_C, 0.0).sum(dim=1) - conditional_entropy
+        j_m = configurations.sample_index_M[rows]
+        log_probs_m_C = log_probs_C_K[:, j_m].T  # log p(c | w_j), j = j_s
+        log_ratio_m_C = log_given_m_C_K[torch.arange(len(j_m)), :, j_m] - log_joint_m_C
+        b_M[rows] = torch.where(log_probs_m_C > -math.inf, log_probs_m_C.exp() * log_ratio_m_C, 0.0).sum(dim=1)
+    if not configurations.sampled:
+        return a_M.sum().item() - conditional_entropy, 0.0
+    if M < 2:
+        return b_M.item(), math.inf
+    d_M = a_M - b_M  # mean 0: a control variate for b
+    variance_d = d_M.var().item()
+    weight = -(((b_M - b_M.mean()) * (d_M - d_M.mean())).sum() / (M - 1)).item() / variance_d if variance_d > 0 else 0.0
+    terms_M = b_M + weight * d_M
+    return terms_M.mean().item(), (terms_M.std() / math.sqrt(M)).item()
+
+
+def independent_generator(generator: torch.Generator | None) -> torch.Generator:
+    """A CPU generator for draws that must be independent of `generator`'s (the global one if None), leaving it untouched: seeded
+    from a hash of its state, so a seeded call stays reproducible and its other draws are what they would be without this one."""
+    state = (generator if generator is not None else torch.default_generator).get_state()
+    return torch.Generator().manual_seed(int.from_bytes(hashlib.sha256(state.cpu().numpy().tobytes()).digest()[:8], "little") >> 1)
+
+
+MIN_TRUSTWORTHY_SAMPLES = 50  # draws; below, the score's error and its standard error are unreliable (see "How many samples")
+UNTRUSTWORTHY_STANDARD_ERROR = 0.1  # nats
+
+
+def warn_if_untrustworthy(batch: CandidateBatch, num_samples: int, sampled: bool) -> None:
+    """A `UserWarning` naming `num_samples` when the batch's final score came from sampled configurations that are too few to trust:
+    fewer than `MIN_TRUSTWORTHY_SAMPLES` draws, or a standard error over `UNTRUSTWORTHY_STANDARD_ERROR`."""
+    if not sampled or not batch.scores:
+        return
+    score, standard_error = batch.scores[-1], batch.standard_errors[-1]
+    if num_samples < MIN_TRUSTWORTHY_SAMPLES or not standard_error <= UNTRUSTWORTHY_STANDARD_ERROR:
+        warnings.warn(
+            f"num_samples={num_samples} is too few to trust the batch's score ({score:.3g} nats, standard error {standard_error:.2g}): "
+            f"use num_samples >= {MIN_TRUSTWORTHY_SAMPLES} and enough for a standard error <= {UNTRUSTWORTHY_STANDARD_ERROR} nats "
+            "(it falls as 1/sqrt(num_samples)). The picks are still greedy BatchBALD's, made with noisier gains.", UserWarning, stacklevel=3)
+
 # %% ../nbs/03_acquisition.ipynb #aea035bd
 def _pool_probs_N_C_K(log_probs_N_K_C: torch.Tensor, dtype, device, chunk_size: int = 8192) -> torch.Tensor:
     "The pool's probabilities classes-then-samples, in the compute dtype on the compute device, built a chunk at a time (one copy)."
@@ -133,13 +202,16 @@ def _pool_probs_N_C_K(log_probs_N_K_C: torch.Tensor, dtype, device, chunk_size: 
 def get_batchbald_batch(log_probs_N_K_C: torch.Tensor, batch_size: int, num_samples: int, dtype=None, device=None,
                         generator: torch.Generator | None = None, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
                         progress: bool = False, lazy: bool = True) -> CandidateBatch:
-    """Greedy BatchBALD (algorithm 1). Scores: the batch's mutual information I(y_1..y_n; w) after each pick (eq. 8), in nats.
+    """Greedy BatchBALD (algorithm 1). Scores: the batch's mutual information I(y_1..y_n; w) after each pick (eq. 8), in nats: exact
+    while configurations are enumerated, else estimated on configurations drawn independently of those that chose the points
+    (unbiased for the chosen batch; `standard_errors` says how precise, and a `UserWarning` says when too imprecise to trust).
 
     `num_samples` (m) bounds the label configurations per step: enumerated exactly while c**(n-1) <= m, sampled (eq. 36) after.
     `dtype` is the dtype of the products and logarithms (default float32; sums over configurations are float64, and near-ties are
     re-decided in float64, so the picks are float64's). `device`: where they run (default: the input's). `generator` drives the
-    configuration sampling. `lazy`: recompute only the gains that can still win (Minoux), else all of them every step; the same
-    picks while configurations are enumerated. `batch_size` larger than the pool returns the whole pool."""
+    configuration sampling. `lazy`: recompute only the gains that can still win (Minoux), and stop computing gains once the batch's
+    information is within the tolerance of log K (no point can add more); else all of them every step; the same picks while
+    configurations are enumerated (up to the tolerance once saturated). `batch_size` larger than the pool returns the whole pool."""
     log_probs_N_K_C = _checked(log_probs_N_K_C)
     N, K, C = log_probs_N_K_C.shape
     batch_size = _check_batch_size(batch_size, N)
@@ -150,15 +222,19 @@ def get_batchbald_batch(log_probs_N_K_C: torch.Tensor, batch_size: int, num_samp
     probs_N_C_K = _pool_probs_N_C_K(log_probs_N_K_C, dtype, device)
     max_block = max(1, memory_budget_bytes // (4 * C * K * probs_N_C_K.element_size()))
     bounds_N = torch.full((N,), math.inf, dtype=torch.float64, device=device)
-    configurations = Configurations.empty(K, device)
-    batch, chosen_conditional_entropy, tolerance = CandidateBatch(), 0.0, 0.0
+    configurations = scoring_configurations = Configurations.empty(K, device)  # choose the points / score them: the same until sampled
+    scoring_generator = independent_generator(generator)
+    batch, chosen_conditional_entropy, tolerance, saturated = CandidateBatch(), 0.0, 0.0, False
     rescore = dtype != torch.float64  # lower-precision screening: near-ties are re-decided in float64, over all configurations
     for step in tqdm(range(batch_size), desc="BatchBALD", disable=not progress):
-        entropy = configurations.entropy()
-        dtype_error = rescoring_tolerance(dtype, entropy + math.log(C))
-        prune_mass = dtype_error / math.log(C) if rescore and C > 1 else 0.0  # light configurations: at most dtype_error / 2 more
-        kernel = JointEntropyKernel.of(configurations, dtype, device, memory_budget_bytes, prune_mass)
-        tolerance = max(tolerance, dtype_error + kernel.pruning_error(C))  # the bounds kept from earlier steps carry their errors
+        if not saturated:
+            entropy = configurations.entropy()
+            dtype_error = rescoring_tolerance(dtype, entropy + math.log(C))
+            prune_mass = dtype_error / math.log(C) if rescore and C > 1 else 0.0  # light configurations: at most dtype_error / 2 more
+            kernel = JointEntropyKernel.of(configurations, dtype, device, memory_budget_bytes, prune_mass)
+            tolerance = max(tolerance, dtype_error + kernel.pruning_error(C))  # the bounds kept from earlier steps carry their errors
+            # Every gain is I(y_x; w | y_A) <= H(w | y_A) = log K - I(y_A; w): once that is within the tolerance, no point can add more.
+            saturated = lazy and not configurations.sampled and math.log(K) - (entropy - chosen_conditional_entropy) <= tolerance
 
         def gains(indices_n):  # Delta_n(x) = H(y_A, y_x) - H(y_A) - E[H(y_x | w)], in the compute dtype
             return kernel(probs_N_C_K[indices_n]) - entropy - conditional_entropies_N[indices_n]
@@ -168,15 +244,29 @@ def get_batchbald_batch(log_probs_N_K_C: torch.Tensor, batch_size: int, num_samp
             kernel_float64 = JointEntropyKernel.of(configurations, torch.float64, device)
             return kernel_float64(log_probs_n_K_C.exp().transpose(1, 2)) - entropy - conditional_entropies_N[indices_n]
 
-        fresh_N = refresh_gains(gains, bounds_N, tolerance, lazy, min(64, max_block), max_block)
-        index, gain = pick_best(bounds_N, fresh_N, tolerance, gains_float64 if rescore else None)
-        batch.indices.append(index)
-        batch.scores.append(entropy + gain - chosen_conditional_entropy)
-        batch.evaluations.append(int(fresh_N.sum()))
+        if saturated:  # any point is a pick within the tolerance: take the highest bound (ties: lowest index), computing no gain
+            index, evaluations = bounds_N.argmax().item(), 0
+        else:
+            fresh_N = refresh_gains(gains, bounds_N, tolerance, lazy, min(64, max_block), max_block)
+            index, gain = pick_best(bounds_N, fresh_N, tolerance, gains_float64 if rescore else None)
+            evaluations = int(fresh_N.sum())
         bounds_N[index] = -math.inf
         chosen_conditional_entropy += conditional_entropies_N[index].item()
+        log_probs_K_C = log_probs_N_K_C[index].to(device)
+        score, standard_error = batch_score(scoring_configurations, log_probs_K_C, chosen_conditional_entropy)
+        batch.indices.append(index)
+        batch.scores.append(score)
+        batch.standard_errors.append(standard_error)
+        batch.selection_scores.append(score if saturated else entropy + gain - chosen_conditional_entropy + conditional_entropies_N[index].item())
+        batch.evaluations.append(evaluations)
         if step + 1 < batch_size:
-            configurations = add_point(configurations, log_probs_N_K_C[index].to(device), num_samples, generator)
+            if not saturated:
+                configurations = add_point(configurations, log_probs_K_C, num_samples, generator)
+            if saturated or configurations.sampled:  # draws of their own, never used to choose
+                scoring_configurations = add_point(scoring_configurations, log_probs_K_C, num_samples, scoring_generator)
+            else:
+                scoring_configurations = configurations
+    warn_if_untrustworthy(batch, num_samples, scoring_configurations.sampled)
     return batch
 
 # %% ../nbs/03_acquisition.ipynb #93d1f4d3
