@@ -48,3 +48,18 @@ book: $(BIN)/.installed-book
 
 test-book: $(BIN)/.installed-book
 	$(BIN)/python -m pytest -q tests/test_book_browser.py
+
+# JupyterLab on the notebooks (nbs/), in this project's environment, offline: the widgets' manager comes with jupyterlab
+# (jupyterlab_widgets), no news, update checks or extension-manager queries to the internet; as root (containers) with --allow-root.
+# Extra options: make lab LAB_ARGS='--port 8899'; another folder: make lab LAB_ROOT=somewhere.
+# tests/test_lab.py runs this command (it reads it with `make -n lab`), opens 03b_interactive.ipynb in headless Chromium and moves a slider.
+.PHONY: lab
+$(BIN)/.installed-lab: $(BIN)/.installed settings.ini setup.py
+	$(BIN)/pip install --quiet -e '.[lab]'
+	touch $@
+
+LAB_ROOT ?= nbs
+lab: $(BIN)/.installed-lab
+	$(BIN)/jupyter lab --ServerApp.root_dir=$(LAB_ROOT) --ServerApp.ip=127.0.0.1 --LabApp.news_url=None \
+		--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate --LabApp.extension_manager=readonly \
+		$(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
