@@ -33,8 +33,8 @@ logger = logging.getLogger("batchbald_nb")
 # %% auto #0
 __all__ = ['logger', 'KNOWN_DATASETS', 'KNOWN_MODELS', 'step_seed', 'step_generator', 'LabelledPool', 'gather', 'Metrics',
            'evaluate', 'ToyBayesianMLP', 'toy_blobs', 'TrainingConfig', 'TrainingResult', 'train_model', 'TrialConfig',
-           'write_json_atomic', 'environment', 'stored_config_with_defaults', 'subsample_pool', 'trial_lock',
-           'run_trial']
+           'write_json_atomic', 'check_device', 'environment', 'stored_config_with_defaults', 'subsample_pool',
+           'TrialLockedError', 'trial_lock', 'run_trial']
 
 # %% ../nbs/07_active_learning.ipynb #b3cd9c2a
 _PURPOSES = {"train": 0, "pool": 1, "acquire": 2, "evaluate": 3, "score": 4}
@@ -253,6 +253,8 @@ class TrialConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be an integer in [0, 2**63) (torch's generators take no other), got {self.seed!r}")
         for name in ("initial_per_class", "validation_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
@@ -301,6 +303,29 @@ def write_json_atomic(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def check_device(device) -> torch.device:
+    """`device` as a `torch.device` (None: the CPU) if this machine can run on it; else a ValueError naming it and what is
+    available, raised before any file is written (torch itself fails only at the first tensor it moves, with a long traceback)."""
+    if device is None:
+        return torch.device("cpu")
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:<index>' or 'mps', got {device!r}") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {device!r} is not available: torch finds no CUDA GPU on this machine (expected 'cpu' here)")
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(f"device {device!r} is not available: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    elif parsed.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device {device!r} is not available: torch finds no Apple MPS device here (expected 'cpu')")
+    elif parsed.type != "cpu":
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:<index>' or 'mps', got {device!r}")
+    return parsed
+
+
 def environment(device) -> dict:
     "Software versions and the device, for the results file."
     device = torch.device(device) if device is not None else torch.device("cpu")
@@ -341,17 +366,40 @@ def stored_config_with_defaults(stored: dict) -> dict:
     return filled
 
 
+def _differences(stored: dict, requested: dict, prefix: str = "") -> list[str]:
+    "'<key>: stored <a>, requested <b>' for every key (training's keys as training.<name>) where two config dicts differ."
+    rows = []
+    for key in sorted(stored.keys() | requested.keys()):
+        a, b = stored.get(key), requested.get(key)
+        if isinstance(a, dict) and isinstance(b, dict) and key == "training":
+            rows += _differences(a, b, prefix=f"{key}.")
+        elif a != b:
+            rows.append(f"{prefix}{key}: stored {a!r}, requested {b!r}")
+    return rows
+
+
+_TRIAL_KEYS = {"config": dict, "initial_indices": list, "steps": list, "finished": bool}
+
+
 def _load_results(path: Path, config: TrialConfig) -> dict | None:
+    """The results stored at `path` if they are `config`'s, None if there are none. A file that cannot be resumed (not JSON, not a
+    trial, another config) raises a ValueError naming it and is left exactly as it is."""
+    path = Path(path)
     if not path.exists():
         return None
-    results = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(results.get("config"), dict):
-        raise ValueError(f"{path} holds no trial config; refusing to resume from it. Use another results path, or delete the file.")
+    keep = "the file is left as it is: move it away to run that trial from the start, or use another results path"
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, OSError) as error:  # a truncated copy, a full disk, a folder of that name
+        raise ValueError(f"results file {path} cannot be read as JSON ({error}); {keep}") from None
+    wrong = [k for k, kind in _TRIAL_KEYS.items() if not isinstance(results, dict) or not isinstance(results.get(k), kind)]
+    if wrong:
+        raise ValueError(f"{path} is not a trial results file (expected a JSON object with {', '.join(f'{k!r}' for k in wrong)}); {keep}")
     stored, requested = stored_config_with_defaults(results["config"]), asdict(config)
     if stored != requested:
-        differ = sorted(k for k in stored.keys() | requested.keys() if stored.get(k) != requested.get(k))
-        raise ValueError(f"{path} holds results of a different config (differing: {differ}); refusing to mix them. Stored: "
-                         f"{results.get('config')}; requested: {requested}. Use another results path, or delete the file to start over.")
+        differ = _differences(stored, requested)
+        shown = "; ".join(differ[:4]) + (f"; and {len(differ) - 4} more" if len(differ) > 4 else "")
+        raise ValueError(f"{path} holds results of a different config ({shown}); refusing to mix them; {keep}")
     return results
 
 
@@ -413,6 +461,10 @@ def _train_or_keep_initialised(model, dataset, labelled: list[int], x_val, y_val
     return TrainingResult(epochs=0, best_epoch=0, best_validation_accuracy=accuracy, seconds=0.0)
 
 
+class TrialLockedError(RuntimeError):
+    "Another process is running the same trial (holds its results file's lock)."
+
+
 @contextlib.contextmanager
 def trial_lock(results_path: Path):
     """Hold an exclusive lock on `results_path` while one process runs its trial. A second process on the same file (a rerun
@@ -430,7 +482,7 @@ def trial_lock(results_path: Path):
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RuntimeError(f"{results_path} is being written by another process running the same trial; wait for it to "
+            raise TrialLockedError(f"{results_path} is being written by another process running the same trial; wait for it to "
                                "finish (or stop it) before running this trial again") from None
         yield  # closing the file releases the lock
 
@@ -440,6 +492,7 @@ def run_trial(config: TrialConfig, results_path, *, data_root=None, download: bo
     """Run (or resume, or just return) one active-learning trial; the results file is rewritten after every step. Only one
     process at a time can run a given results file (`trial_lock`)."""
     config.validate()
+    check_device(device)
     results_path = Path(results_path)
     with trial_lock(results_path):
         return _run_trial_locked(config, results_path, data_root, download, device, dataset, progress)

@@ -284,8 +284,32 @@ def _download(url: str, path: Path) -> None:
     part.replace(path)
 
 
-def cinic10_folders(root=None, download: bool = False, urls=CINIC10_URLS) -> Path:
-    "The unpacked CINIC-10 folder (with train/ valid/ test/) under `<root>/CINIC-10`, unpacking or downloading the archive if needed."
+def _remove_empty(folders: list[Path]) -> None:
+    "Remove `folders` (innermost first) where they are empty: undo the folders a failed call created, never anything else."
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (something else is there now) or already gone: leave it
+            pass
+
+
+def _fetch_archive(urls, archive: Path, failed: str) -> None:
+    "Download the archive from the first of `urls` that works; a FileNotFoundError `failed` + every address's error, on one line."
+    errors = []
+    for url in urls:
+        try:
+            print(f"downloading CINIC-10 (several hundred MB) from {url} to {archive}")
+            _download(url, archive)
+            return
+        except Exception as error:  # noqa: BLE001 -- try the next address, report all
+            errors.append(f"{url}: {' '.join(str(error).split())}")
+    raise FileNotFoundError(f"{failed} the download failed from every address ({'; '.join(errors) or 'none given'})")
+
+
+def cinic10_folders(root=None, download: bool = False, urls=None) -> Path:
+    """The unpacked CINIC-10 folder (with train/ valid/ test/) under `<root>/CINIC-10`, unpacking or downloading the archive if
+    needed (from `urls`, default `CINIC10_URLS`). A download or unpacking that fails leaves the root as it found it."""
+    urls = CINIC10_URLS if urls is None else tuple(urls)
     root = Path(root) if root is not None else default_data_root()
     folder = root / "CINIC-10"
     found = _cinic10_folder(folder)
@@ -294,28 +318,31 @@ def cinic10_folders(root=None, download: bool = False, urls=CINIC10_URLS) -> Pat
     archive = folder / CINIC10_ARCHIVE
     expected = f"CINIC-10/{{train,valid,test}}/<class>/*.png or CINIC-10/{CINIC10_ARCHIVE}"
     _check_available("cinic10", root, expected, False, download or archive.is_file(), folder)
-    if not archive.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        errors = []
-        for url in urls:
-            try:
-                print(f"downloading CINIC-10 (several hundred MB) from {url} to {archive}")
-                _download(url, archive)
-                break
-            except Exception as error:  # noqa: BLE001 -- try the next address, report all
-                errors.append(f"{url}: {error}")
-        else:
-            raise FileNotFoundError(f"dataset 'cinic10': expected {expected} under root {str(root)!r}, but it is not there and the "
-                                    "download failed from every address:\n" + "\n".join(errors))
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # innermost first: what a failure must remove again
+    downloaded = not archive.is_file()
     staging = folder / ".unpacking"
-    shutil.rmtree(staging, ignore_errors=True)
-    with tarfile.open(archive) as tar:  # the "data" filter refuses absolute paths, links out of the folder, devices
-        tar.extractall(staging, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
-    unpacked = _cinic10_folder(staging)
-    if unpacked is None:
-        raise FileNotFoundError(f"dataset 'cinic10': {archive} did not unpack to train/ valid/ test/ folders")
-    for split in _CINIC10_SPLITS:
-        (unpacked / split).rename(folder / split)
+    try:
+        if downloaded:
+            folder.mkdir(parents=True, exist_ok=True)
+            _fetch_archive(urls, archive, f"dataset 'cinic10': expected {expected} under root {str(root)!r}, but it is not there and")
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            with tarfile.open(archive) as tar:  # the "data" filter refuses absolute paths, links out of the folder, devices
+                tar.extractall(staging, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        except (tarfile.TarError, EOFError, zlib.error) as error:
+            raise FileNotFoundError(f"dataset 'cinic10': {archive} is not a complete CINIC-10 archive ({' '.join(str(error).split())}); "
+                                    + ("it was removed again" if downloaded else "delete it, or replace it with a complete copy")) from None
+        unpacked = _cinic10_folder(staging)
+        if unpacked is None:
+            raise FileNotFoundError(f"dataset 'cinic10': {archive} did not unpack to train/ valid/ test/ folders")
+        for split in _CINIC10_SPLITS:
+            (unpacked / split).rename(folder / split)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if downloaded and _cinic10_folder(folder) is None:
+            archive.unlink(missing_ok=True)  # this call fetched it and it is of no use: do not leave it behind
+        _remove_empty(created)
+        raise
     shutil.rmtree(staging)
     return folder
 

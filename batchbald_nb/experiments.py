@@ -8,20 +8,27 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .active_learning import TrainingConfig, TrialConfig, run_trial, stored_config_with_defaults
+from .active_learning import (TrainingConfig, TrialConfig, TrialLockedError, _load_results, check_device, run_trial,
+                                          stored_config_with_defaults, write_json_atomic)
 
 logger = logging.getLogger("batchbald_nb")
 
 # %% auto #0
 __all__ = ['logger', 'EXPERIMENTS', 'Experiment', 'flat_config', 'config_differences', 'config_differences_table',
-           'trials_not_from', 'trial_path', 'run_experiment', 'main']
+           'trials_not_from', 'trial_path', 'run_experiment', 'UsageError', 'main']
 
 # %% ../nbs/08_experiments.ipynb #8d5aa87a
+def _repeated(values: list) -> list:
+    "The values that occur more than once in `values`, each once, in order of first occurrence."
+    return [v for i, v in enumerate(values) if values.count(v) > 1 and values.index(v) == i]
+
+
 @dataclass
 class Experiment:
     "A named comparison: `variants` (name -> overrides of `base`) times `num_trials` seeds."
@@ -43,9 +50,15 @@ class Experiment:
         return config
 
     def trials(self, variants=None, seeds=None) -> list[tuple[str, TrialConfig]]:
-        "All (variant, config) pairs to run, validated."
+        "All (variant, config) pairs to run, validated: at least one, none twice (two runs of one trial would share its file)."
         variants = list(self.variants) if variants is None else list(variants)
         seeds = list(range(self.num_trials)) if seeds is None else list(seeds)
+        for name, values in (("variants", variants), ("seeds", seeds)):
+            if not values:
+                raise ValueError(f"{name} must name at least one, got none: there would be nothing to run")
+            if _repeated(values):
+                raise ValueError(f"{name} must not repeat (each trial runs once), got {', '.join(map(repr, _repeated(values)))} "
+                                 "more than once")
         return [(v, self.trial_config(v, s)) for v in variants for s in seeds]
 
 # %% ../nbs/08_experiments.ipynb #ba20fbfa
@@ -167,6 +180,9 @@ def _run_one(config_dict: dict, path: str, data_root, download: bool, device, pr
 def _check_data(trials: list[tuple[str, TrialConfig]], data_root, download: bool) -> None:
     "Load each dataset once before any training, so missing data stops the run at once with the loader's message."
     from batchbald_nb.data import load_dataset
+    if data_root is not None and not Path(data_root).is_dir() and (Path(data_root).exists() or not download):
+        raise FileNotFoundError(f"data root {str(data_root)!r} is not a folder (expected the folder holding the datasets, e.g. "
+                                "MNIST/raw/; with --download a missing one is created)")
     for name in sorted({c.dataset for _, c in trials} - {"toy_blobs"}):
         try:
             load_dataset(name, root=data_root, download=download)
@@ -178,6 +194,37 @@ def _check_data(trials: list[tuple[str, TrialConfig]], data_root, download: bool
                                     f"$BATCHBALD_NB_DATA)") from e
 
 
+def _nearest_existing(path: Path) -> Path:
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_out_dir(out_dir: Path, experiment: Experiment, jobs: list[tuple[dict, str]]) -> None:
+    "A ValueError unless `out_dir` can hold `experiment`'s results: a folder (or creatable), writable, not another experiment's."
+    existing = _nearest_existing(out_dir)
+    if not existing.is_dir():
+        what = "is a file" if existing == out_dir.absolute() else f"cannot be created: {existing} is a file"
+        raise ValueError(f"results folder {out_dir} {what} (expected a folder, or a path that does not exist yet)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"results folder {out_dir} cannot be written: {existing} is read-only (expected a writable folder)")
+    info = out_dir / "experiment.json"
+    if info.exists():
+        try:
+            name = json.loads(info.read_text(encoding="utf-8"))["name"]
+        except (ValueError, OSError, KeyError, TypeError) as error:
+            raise ValueError(f"{info} is not an experiment.json that `run` wrote ({type(error).__name__}: {error}); the folder is "
+                             "left as it is: choose another results folder") from None
+        if name != experiment.name:
+            raise ValueError(f"results folder {out_dir} holds experiment {name!r}, not {experiment.name!r} (its experiment.json "
+                             "says so); choose another results folder")
+    for _, path in jobs:
+        folder = Path(path).parent
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"{folder} is a file, but trials of variant {folder.name!r} go in a folder of that name")
+
+
 def _init_worker(threads: int) -> None:
     import torch
     torch.set_num_threads(threads)
@@ -186,7 +233,6 @@ def _init_worker(threads: int) -> None:
 def _run_in_processes(jobs: list, data_root, download: bool, device, num_processes: int) -> list[dict]:
     "Trials in `num_processes` fresh processes, the CPU's threads shared out between them; one progress bar over trials."
     import multiprocessing
-    import os
     from concurrent.futures import ProcessPoolExecutor
 
     from tqdm.auto import tqdm
@@ -199,30 +245,59 @@ def _run_in_processes(jobs: list, data_root, download: bool, device, num_process
     return [f.result() for f in futures]
 
 
-def run_experiment(experiment: Experiment, out_dir, *, variants=None, seeds=None, data_root=None, download: bool = False,
-                   device=None, ray_address: str | None = None, processes: int = 1, progress: bool = True) -> list[dict]:
-    """Run (or resume) every trial of `experiment`: in this process, in `processes` local processes, or as Ray tasks on
-    `ray_address`; returns one summary per trial."""
+def _prepare(experiment: Experiment, out_dir, variants, seeds, data_root, download: bool, device, ray_address, processes: int
+             ) -> list[tuple[dict, str]]:
+    """Every check that can fail before a trial starts, in the order of their cost, writing nothing: the trials, `processes`, the
+    device, the results folder, every existing results file (readable, and of this config), Ray, the data. Returns the jobs."""
     trials = experiment.trials(variants, seeds)
-    _check_data(trials, data_root, download)
+    if not isinstance(processes, int) or isinstance(processes, bool) or processes < 1:
+        raise ValueError(f"processes must be a positive integer, got {processes!r}")
+    if ray_address is not None and processes > 1:
+        raise ValueError(f"ray_address and processes={processes} exclude each other: with Ray, Ray decides where trials run")
+    check_device(device)
+    out_dir = Path(out_dir)
     jobs = [(asdict(config), str(trial_path(out_dir, variant, config.seed))) for variant, config in trials]
-    (Path(out_dir)).mkdir(parents=True, exist_ok=True)
-    (Path(out_dir) / "experiment.json").write_text(json.dumps(
-        {"name": experiment.name, "description": experiment.description, "variants": experiment.variants,
-         "base": asdict(experiment.base)}, indent=1))
+    _check_out_dir(out_dir, experiment, jobs)
+    for (_, config), (_, path) in zip(trials, jobs):
+        _load_results(Path(path), config)  # a truncated or foreign results file stops the run now, not after hours of others
+    if ray_address is not None:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ImportError("ray_address needs Ray: pip install 'batchbald_nb[ray]'") from None
+    _check_data(trials, data_root, download)
+    return jobs
+
+
+def _execute(experiment: Experiment, out_dir, jobs: list[tuple[dict, str]], data_root, download: bool, device, ray_address,
+             processes: int, progress: bool) -> list[dict]:
+    "Run the prepared jobs; the results folder and its experiment.json are written only now."
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "experiment.json", {"name": experiment.name, "description": experiment.description,
+                                                    "variants": experiment.variants, "base": asdict(experiment.base)})
     if ray_address is None and processes > 1:
         return _run_in_processes(jobs, data_root, download, device, processes)
     if ray_address is None:
         return [_run_one(config, path, data_root, download, device, progress) for config, path in jobs]
-    try:
-        import ray
-    except ImportError as e:
-        raise ImportError("ray_address needs Ray: pip install 'batchbald_nb[ray]'") from e
+    import ray
     ray.init(address=None if ray_address == "local" else ray_address, ignore_reinit_error=True, log_to_driver=False)
     task = ray.remote(_run_one)
     return ray.get([task.remote(config, path, data_root, download, device, False) for config, path in jobs])
 
+
+def run_experiment(experiment: Experiment, out_dir, *, variants=None, seeds=None, data_root=None, download: bool = False,
+                   device=None, ray_address: str | None = None, processes: int = 1, progress: bool = True) -> list[dict]:
+    """Run (or resume) every trial of `experiment`: in this process, in `processes` local processes, or as Ray tasks on
+    `ray_address`; returns one summary per trial. Everything that can be checked is checked before anything is written."""
+    jobs = _prepare(experiment, out_dir, variants, seeds, data_root, download, device, ray_address, processes)
+    return _execute(experiment, out_dir, jobs, data_root, download, device, ray_address, processes, progress)
+
 # %% ../nbs/08_experiments.ipynb #cbcdf6ff
+class UsageError(ValueError):
+    "A command-line argument that cannot work; `main` prints it as one line, `batchbald-nb: error: ...`, and exits with status 2."
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batchbald-nb", description="BatchBALD active-learning experiments")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -230,8 +305,9 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run or resume a named experiment")
     run.add_argument("experiment", help=f"one of: {', '.join(EXPERIMENTS)}")
     run.add_argument("--out", type=Path, help="results directory (default: results/<experiment>)")
-    run.add_argument("--trials", type=int, help="number of trials (seeds 0..n-1); default: the experiment's")
-    run.add_argument("--seeds", type=int, nargs="+", help="explicit seeds (instead of --trials)")
+    which = run.add_mutually_exclusive_group()
+    which.add_argument("--trials", type=int, help="number of trials (seeds 0..n-1); default: the experiment's")
+    which.add_argument("--seeds", type=int, nargs="+", help="explicit seeds (instead of --trials)")
     run.add_argument("--variants", nargs="+", help="only these variants")
     run.add_argument("--data-root", type=Path, help="where datasets are (default: $BATCHBALD_NB_DATA, ../shared/data, ./data)")
     run.add_argument("--download", action="store_true", help="download missing datasets with torchvision")
@@ -245,52 +321,107 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(log_path: Path) -> None:
+def _setup_logging(log_path: Path) -> logging.Handler:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    return handler
 
 
-def main(argv=None) -> int:
-    "Entry point of the `batchbald-nb` command."
-    args = _parser().parse_args(argv)
-    if args.command == "list":
-        for name, experiment in EXPERIMENTS.items():
-            print(f"{name}: {experiment.description}\n    variants: {', '.join(experiment.variants)}; {experiment.num_trials} trials")
-        return 0
-    if args.command == "plot":
-        from batchbald_nb.plots import plot_experiment
-        out = plot_experiment(args.results, args.out)
-        print(f"wrote {out}")
-        return 0
+def _seeds(args) -> list[int] | None:
+    "The seeds `--trials` or `--seeds` ask for (None: the experiment's), or a UsageError saying what was expected."
+    if args.trials is not None:
+        if args.trials < 1:
+            raise UsageError(f"--trials must be at least 1 (seeds 0 to trials - 1), got {args.trials}")
+        return list(range(args.trials))
+    if args.seeds is None:
+        return None
+    outside = [s for s in args.seeds if not 0 <= s < 2**63]
+    if outside:
+        raise UsageError(f"--seeds must be integers in [0, 2**63), got {', '.join(map(str, outside))}")
+    if _repeated(args.seeds):
+        raise UsageError(f"--seeds must not repeat a seed (each trial runs once), got {', '.join(map(str, _repeated(args.seeds)))} "
+                         "more than once")
+    return args.seeds
+
+
+def _run(args) -> int:
     if args.experiment not in EXPERIMENTS:
-        print(f"batchbald-nb: unknown experiment {args.experiment!r}; known: {', '.join(EXPERIMENTS)}", file=sys.stderr)
-        return 2
+        raise UsageError(f"unknown experiment {args.experiment!r}; expected one of: {', '.join(EXPERIMENTS)}")
     experiment = EXPERIMENTS[args.experiment]
+    seeds = _seeds(args)
+    if args.variants is not None:
+        unknown = [v for v in args.variants if v not in experiment.variants]
+        if unknown:
+            raise UsageError(f"experiment {experiment.name!r} has no variant {', '.join(map(repr, unknown))}; expected some of: "
+                             f"{', '.join(experiment.variants)}")
+        if _repeated(args.variants):
+            raise UsageError(f"--variants must not repeat a variant (each trial runs once), got "
+                             f"{', '.join(_repeated(args.variants))} more than once")
     if args.processes < 1:
-        print(f"batchbald-nb: --processes must be >= 1, got {args.processes}", file=sys.stderr)
-        return 2
-    seeds = args.seeds if args.seeds else (list(range(args.trials)) if args.trials else None)
+        raise UsageError(f"--processes must be at least 1, got {args.processes}")
+    if args.ray_address is not None and args.processes > 1:
+        raise UsageError("--ray and --processes exclude each other (with Ray, Ray decides where trials run)")
     out = args.out or Path("results") / experiment.name
     device = args.device
     if device is None:
         import torch
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        experiment.trials(args.variants, seeds)
-        _setup_logging(out / "run.log")
+        check_device(device)
+    except ValueError as e:  # "device 'cuda' is not available: ..." -> "--device 'cuda' is not available: ..."
+        raise UsageError(f"--{e}") from None
+    jobs = _prepare(experiment, out, args.variants, seeds, args.data_root, args.download, device, args.ray_address, args.processes)
+    handler = _setup_logging(out / "run.log")
+    try:
         logger.info("run %s -> %s (variants %s, seeds %s, device %s)", experiment.name, out, args.variants or "all",
                     seeds or f"0..{experiment.num_trials - 1}", device)
         start = time.perf_counter()
-        summaries = run_experiment(experiment, out, variants=args.variants, seeds=seeds, data_root=args.data_root,
-                                   download=args.download, device=device, ray_address=args.ray_address,
-                                   processes=args.processes)
-    except (ValueError, FileNotFoundError, ImportError) as e:
-        print(f"batchbald-nb: {e}", file=sys.stderr)
-        return 2
-    logger.info("finished %d trials in %.0f s", len(summaries), time.perf_counter() - start)
+        summaries = _execute(experiment, out, jobs, args.data_root, args.download, device, args.ray_address, args.processes,
+                             progress=True)
+        logger.info("finished %d trials in %.0f s", len(summaries), time.perf_counter() - start)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
     for s in summaries:
         print(f"{s['path']}: {s['steps']} steps, final test accuracy {s['final_accuracy']:.4f}")
     return 0
+
+
+def _plot(args) -> int:
+    from batchbald_nb.plots import plot_experiment
+    print(f"wrote {plot_experiment(args.results, args.out)}")
+    return 0
+
+
+def _list(args) -> int:
+    for name, experiment in EXPERIMENTS.items():
+        print(f"{name}: {experiment.description}\n    variants: {', '.join(experiment.variants)}; {experiment.num_trials} trials")
+    return 0
+
+
+def _one_line(error: BaseException) -> str:
+    return "; ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
+
+
+def main(argv=None) -> int:
+    """Entry point of the `batchbald-nb` command. A mistake in the arguments, the paths, the data or a results file ends it with
+    one line on stderr, `batchbald-nb: error: ...`, and status 2 (argparse's own errors keep argparse's format); a trial that
+    fails while running ends it with status 1, its finished steps saved for the same command to resume."""
+    args = _parser().parse_args(argv)
+    try:
+        return {"list": _list, "run": _run, "plot": _plot}[args.command](args)
+    except (ValueError, OSError, ImportError, TrialLockedError) as e:  # ValueError includes UsageError and JSONDecodeError
+        print(f"batchbald-nb: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("batchbald-nb: interrupted; every finished step is saved, and the same command resumes", file=sys.stderr)
+        return 130
+    except RuntimeError as e:
+        if type(e).__name__ not in ("OutOfMemoryError", "BrokenProcessPool"):
+            raise  # anything else is a bug: keep its traceback
+        print(f"batchbald-nb: error: a trial failed while running ({type(e).__name__}: {_one_line(e)}); every finished step is "
+              "saved, and the same command resumes", file=sys.stderr)
+        return 1

@@ -5,11 +5,13 @@
 # %% ../nbs/09_plots.ipynb #fae4d813
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import gzip
 import json
 import math
+import os
 import re
 import textwrap
 from collections import Counter, defaultdict
@@ -367,23 +369,51 @@ def _trial_seed(path: Path) -> tuple:
     return (0, int(suffix), "") if suffix.lstrip("-").isdigit() else (1, 0, suffix)
 
 
+_TRIAL_FILES = "<variant>/trial_<seed>.json files, as `batchbald-nb run` writes them"
+
+
+def _read_trial(path: Path) -> dict:
+    "One trial's results file; a ValueError naming it (which is left as it is) if it is not one: truncated, not JSON, no steps."
+    try:
+        trial = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, OSError) as error:
+        raise ValueError(f"results file {path} cannot be read as JSON ({error}); it is left as it is: repair it, or move it "
+                         "out of the folder") from None
+    if not isinstance(trial, dict) or not isinstance(trial.get("steps"), list) or not isinstance(trial.get("config"), dict):
+        raise ValueError(f"{path} is not a trial results file (expected a JSON object with 'config' and a list of 'steps')")
+    seed = _trial_seed(path)
+    if seed[0] == 0 and trial["config"].get("seed") != seed[1]:
+        raise ValueError(f"{path} holds the trial of seed {trial['config'].get('seed')!r}, not of seed {seed[1]} as its name says "
+                         "(a copied or renamed file?)")
+    return trial
+
+
 def load_experiment(results_dir) -> dict[str, list[dict]]:
     "`{variant: [trial, ...]}` from `results_dir/<variant>/trial_<seed>.json`, variants sorted by name, trials by seed."
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
-        raise FileNotFoundError(f"no results directory {results_dir}")
+        what = "is a file" if results_dir.exists() else "does not exist"
+        raise FileNotFoundError(f"results folder {results_dir} {what} (expected a folder holding {_TRIAL_FILES})")
     experiment = {}
     for variant_dir in sorted(p for p in results_dir.iterdir() if p.is_dir()):
         paths = sorted(variant_dir.glob("trial_*.json"), key=_trial_seed)
         if paths:
-            experiment[variant_dir.name] = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+            experiment[variant_dir.name] = [_read_trial(p) for p in paths]
     return experiment
 
 
 def load_experiment_info(results_dir) -> dict:
     "The experiment's `experiment.json` (name, description, ...), or {} if it has none."
     path = Path(results_dir) / "experiment.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, OSError) as error:
+        raise ValueError(f"{path} cannot be read as JSON ({error}); it is left as it is") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{path} is not an experiment description (expected a JSON object with 'name' and 'description')")
+    return info
 
 
 _LOG_STAMP = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
@@ -417,6 +447,35 @@ def _variant_methods(experiment: dict[str, list[dict]]) -> dict[str, str | None]
     return methods
 
 
+def _mixed_configs(results_dir: Path, experiment: dict[str, list[dict]]) -> str | None:
+    "Why the trials of some variant are not one config's (seeds aside), or None: one curve must be one config's trials."
+    from batchbald_nb.active_learning import stored_config_with_defaults  # torch only when plotting our own results
+
+    for variant, trials in experiment.items():
+        configs = [{k: v for k, v in stored_config_with_defaults(t["config"]).items() if k != "seed"} for t in trials]
+        for trial, config in zip(trials[1:], configs[1:]):
+            if config != configs[0]:
+                differ = sorted(k for k in config.keys() | configs[0].keys() if config.get(k) != configs[0].get(k))
+                return (f"{results_dir / variant} mixes configs: seeds {trials[0]['config'].get('seed')} and "
+                        f"{trial['config'].get('seed')} differ in {', '.join(differ)} (a curve must be one config's trials: "
+                        f"move the odd ones to another folder)")
+    return None
+
+
+def _figure_path(out: Path, formats: dict) -> Path:
+    "`out` if a figure can be saved there; else a ValueError saying what was expected."
+    if out.is_dir():
+        raise ValueError(f"figure path {out} is a folder (expected a file path, such as {out / 'curves.png'})")
+    if out.suffix and out.suffix[1:].lower() not in formats:
+        raise ValueError(f"figure path {out} ends in {out.suffix!r} (expected one of {', '.join('.' + f for f in sorted(formats))})")
+    folder = out.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"figure path {out} cannot be created: {folder} is a file")
+    return out
+
+
 def plot_experiment(results_dir, out=None, paper: dict | None = None, metric: str = "accuracy", min_fraction: float = 0.5,
                     title: str | None = None, figsize=(7, 4.5)) -> Path:
     """Learning curves of the experiment in `results_dir` (median + 25-75% band per variant), saved as PNG; returns the path.
@@ -428,11 +487,15 @@ def plot_experiment(results_dir, out=None, paper: dict | None = None, metric: st
     results_dir = Path(results_dir)
     experiment = {v: ts for v, ts in load_experiment(results_dir).items() if any(t.get("steps") for t in ts)}
     if not experiment:
-        raise ValueError(f"{results_dir} holds no trials with steps")
+        raise ValueError(f"results folder {results_dir} holds no trial with steps (expected {_TRIAL_FILES})")
+    mixed = _mixed_configs(results_dir, experiment)
+    if mixed:
+        raise ValueError(mixed)
+    figure = Figure(figsize=figsize)
+    out = _figure_path(Path(out) if out is not None else results_dir / "curves.png", figure.canvas.get_supported_filetypes())
     methods = _variant_methods(experiment)
     method_counts = Counter(methods.values())
     colors = {v: METHOD_COLORS[m] for v, m in methods.items() if m in METHOD_COLORS and method_counts[m] == 1}
-    figure = Figure(figsize=figsize)
     ax = figure.subplots()
     plot_learning_curves(ax, experiment, metric=metric, min_fraction=min_fraction, colors=colors)
     if paper is not None:
@@ -448,10 +511,24 @@ def plot_experiment(results_dir, out=None, paper: dict | None = None, metric: st
     ax.set_title(f"{heading}\n(median and 25-75% of trials: {trials})", fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
-    out = Path(out) if out is not None else results_dir / "curves.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=120)
+    _save_atomic(figure, out, dpi=120)
     return out
+
+
+def _save_atomic(figure, out: Path, **kwargs) -> None:
+    "Save `figure` to `out` through a temporary file beside it: `out` is the old figure or the new one, never half of one."
+    created = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
+    try:
+        figure.savefig(tmp, format=out.suffix[1:].lower() or "png", **kwargs)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        for folder in created:  # innermost first: only the folders made here, and only if still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 # %% ../nbs/09_plots.ipynb #3cab770d
 def _entropy_nats(counts) -> float:
