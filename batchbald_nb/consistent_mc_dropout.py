@@ -170,7 +170,8 @@ def predict_log_probs_N_K_C(model: BayesianModule, data, num_samples_K: int, *, 
     samples: N x K x C, float32, on the CPU.
 
     The masks are drawn once for the whole pool (from `generator_seed`, or torch's global RNG when None), so sample k is the same
-    function for every input, whatever `batch_size`. `consistent=False` draws new masks for every batch (BALD baseline only).
+    function for every input, whatever `batch_size`. `consistent=False` draws new masks for every batch: a broken variant for
+    demonstrations, which the active-learning loop never uses.
     Runs on `device` (default: the model's) without gradients; the model's mode and device are restored afterwards."""
     if not isinstance(model, BayesianModule):
         raise TypeError(f"model must be a BayesianModule (forward(x, num_samples_K) -> log_probs_B_K_C), got {type(model).__name__}")
