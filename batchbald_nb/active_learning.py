@@ -296,11 +296,15 @@ def write_json_atomic(path: Path, obj) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, Ctrl-C: the old file stays, and no half-written temporary file is left beside it
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def check_device(device) -> torch.device:
@@ -520,29 +524,31 @@ def _run_trial_locked(config: TrialConfig, results_path: Path, data_root, downlo
     x_test, y_test = gather(dataset.test, test_indices)
     label = f"{config.method} b={config.acquisition_size} seed={config.seed}"
     bar = tqdm(total=config.max_labelled, initial=len(state.labelled), desc=label, unit="labelled", disable=not progress)
-    while True:
-        step = len(results["steps"])
-        torch.manual_seed(step_seed(config.seed, step, "train"))
-        model = _make_model(config, dataset.num_classes)
-        training = _train_or_keep_initialised(model, dataset, state.labelled, x_val, y_val, config, step, device)
-        metrics = evaluate(model, x_test, y_test, config.test_num_samples_K, device=device,
-                           seed=step_seed(config.seed, step, "evaluate"))
-        record = {"step": step, "num_labelled": len(state.labelled), "test_accuracy": metrics.accuracy, "test_nll": metrics.nll,
-                  "epochs": training.epochs, "best_epoch": training.best_epoch,
-                  "validation_accuracy": training.best_validation_accuracy, "train_seconds": training.seconds,
-                  "acquired_indices": [], "acquired_labels": [], "scores": [], "scoring_seconds": 0.0, "acquisition_seconds": 0.0}
-        done = len(state.labelled) >= config.max_labelled or not state.pool
-        if not done:
-            indices, scores, scoring_seconds, acquisition_seconds = _acquire_batch(model, dataset, state, config, step, device)
-            record.update(acquired_indices=indices, acquired_labels=[int(dataset.train_targets[i]) for i in indices],
-                          scores=scores, scoring_seconds=scoring_seconds, acquisition_seconds=acquisition_seconds)
-        results["steps"].append(record)
-        results["finished"] = done
-        write_json_atomic(results_path, results)
-        logger.info("%s: step %d, %d labelled, test accuracy %.4f, NLL %.4f, train %.1fs, acquisition %.1fs", label, step,
-                    record["num_labelled"], metrics.accuracy, metrics.nll, training.seconds, record["acquisition_seconds"])
-        bar.update(len(state.labelled) - bar.n)
-        bar.set_postfix(accuracy=f"{metrics.accuracy:.3f}")
-        if done:
-            bar.close()
-            return results
+    try:  # the bar is closed however the loop ends (Ctrl-C too), so nothing prints after the error message
+        while True:
+            step = len(results["steps"])
+            torch.manual_seed(step_seed(config.seed, step, "train"))
+            model = _make_model(config, dataset.num_classes)
+            training = _train_or_keep_initialised(model, dataset, state.labelled, x_val, y_val, config, step, device)
+            metrics = evaluate(model, x_test, y_test, config.test_num_samples_K, device=device,
+                               seed=step_seed(config.seed, step, "evaluate"))
+            record = {"step": step, "num_labelled": len(state.labelled), "test_accuracy": metrics.accuracy, "test_nll": metrics.nll,
+                      "epochs": training.epochs, "best_epoch": training.best_epoch,
+                      "validation_accuracy": training.best_validation_accuracy, "train_seconds": training.seconds,
+                      "acquired_indices": [], "acquired_labels": [], "scores": [], "scoring_seconds": 0.0, "acquisition_seconds": 0.0}
+            done = len(state.labelled) >= config.max_labelled or not state.pool
+            if not done:
+                indices, scores, scoring_seconds, acquisition_seconds = _acquire_batch(model, dataset, state, config, step, device)
+                record.update(acquired_indices=indices, acquired_labels=[int(dataset.train_targets[i]) for i in indices],
+                              scores=scores, scoring_seconds=scoring_seconds, acquisition_seconds=acquisition_seconds)
+            results["steps"].append(record)
+            results["finished"] = done
+            write_json_atomic(results_path, results)
+            logger.info("%s: step %d, %d labelled, test accuracy %.4f, NLL %.4f, train %.1fs, acquisition %.1fs", label, step,
+                        record["num_labelled"], metrics.accuracy, metrics.nll, training.seconds, record["acquisition_seconds"])
+            bar.update(len(state.labelled) - bar.n)
+            bar.set_postfix(accuracy=f"{metrics.accuracy:.3f}")
+            if done:
+                return results
+    finally:
+        bar.close()

@@ -271,3 +271,50 @@ def test_plot_writes_the_figure_and_nothing_else(toy_results, capsys):
     status, _ = in_process(capsys, "plot", toy_results, "--out", toy_results / "figs" / "curves.pdf")
     assert status == 0 and set(snapshot(toy_results)) - before == {"figs", "figs/curves.pdf"}
     assert (toy_results / "figs" / "curves.pdf").read_bytes().startswith(b"%PDF")
+
+
+# ---- more: broken experiment.json, Ray missing, Ctrl-C ----
+
+def test_unreadable_experiment_json(toy_results, capsys):
+    (toy_results / "experiment.json").write_text('{"name": "to')
+    before = snapshot(toy_results)
+    assert_one_line_error(*in_process(capsys, "run", "toy", "--out", toy_results, "--seeds", "0", "--variants", "random"),
+                          f"{toy_results / 'experiment.json'} is not an experiment.json that `run` wrote", "left as it is")
+    assert_one_line_error(*in_process(capsys, "plot", toy_results), f"{toy_results / 'experiment.json'} cannot be read as JSON")
+    assert snapshot(toy_results) == before
+
+
+def test_ray_not_installed(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, as where Ray is not installed
+    assert_one_line_error(*in_process(capsys, "run", "toy", "--out", tmp_path / "out", "--ray", "local", "--device", "cpu"),
+                          "ray_address needs Ray: pip install 'batchbald_nb[ray]'")
+    assert not list(tmp_path.iterdir())
+
+
+def test_interrupted_run_keeps_its_steps_and_resumes(finished_toy, tmp_path):
+    "Ctrl-C (SIGINT) mid-trial: status 130, one line saying so, the finished steps on disk; the same command resumes to the end."
+    import os
+    import signal
+    import time
+
+    argv = [str(CLI), "run", "toy", "--out", str(tmp_path), "--seeds", "0", "--variants", "random", "--device", "cpu"]
+    path = tmp_path / "random" / "trial_0.json"
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if path.exists() and len(json.loads(path.read_text())["steps"]) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    interrupted = json.loads(path.read_text())
+    assert proc.returncode == 130 and not interrupted["finished"], (proc.returncode, err[-500:])
+    assert err.replace("\r", "\n").strip().splitlines()[-1] == \
+        "batchbald-nb: interrupted; every finished step is saved, and the same command resumes"
+    assert not list(tmp_path.rglob("*.tmp"))
+    subprocess.run(argv, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    resumed, uninterrupted = json.loads(path.read_text()), json.loads((finished_toy / "random" / "trial_0.json").read_text())
+    assert resumed["finished"] and resumed["steps"][: len(interrupted["steps"])] == interrupted["steps"]
+    # random acquisition does not depend on the models, so the points acquired are exactly an uninterrupted run's
+    assert [s["acquired_indices"] for s in resumed["steps"]] == [s["acquired_indices"] for s in uninterrupted["steps"]]
