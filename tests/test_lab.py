@@ -227,6 +227,9 @@ def test_make_lab_runs_the_interactive_chapter():
                       "Run All Cells")
         run_start = time.time()
         code_cells = browser.evaluate("document.querySelectorAll('.jp-CodeCell').length")
+        # Started: Run All queues every cell at once ([*]); a notebook committed executed shows numbered prompts before it starts.
+        browser.wait_for("[...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].some(e => e.innerText.trim() === '[*]:')",
+                         30, "Run All Cells to start")
         # Done: every prompt numbered. Stopped: the kernel idle, nothing queued ([*]) and cells left unrun ([ ]) after some ran:
         # JupyterLab stops Run All at the first error.
         done = browser.wait_for(
