@@ -26,7 +26,7 @@ test: $(BIN)/.installed
 		git status --porcelain -- batchbald_nb; git --no-pager diff --stat -- batchbald_nb; exit 1; fi
 	$(BIN)/python tools/make_readme.py --check
 	$(BIN)/nbdev_test --n_workers 2
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -rs tests --ignore=tests/test_book_browser.py --ignore=tests/test_lab.py
 
 export: $(BIN)/.installed
 	$(BIN)/nbdev_export
@@ -46,8 +46,8 @@ $(BIN)/.installed-book: $(BIN)/.installed settings.ini setup.py
 book: $(BIN)/.installed-book
 	$(BIN)/python tools/build_book.py
 
-test-book: $(BIN)/.installed-book
-	$(BIN)/python -m pytest -q tests/test_book_browser.py
+test-book: $(BIN)/.installed-book $(BIN)/.installed-lab
+	$(BIN)/python -m pytest -q -rs tests/test_book_browser.py tests/test_lab.py
 
 # JupyterLab on the notebooks (nbs/), in this project's environment, offline: the widgets' manager comes with jupyterlab
 # (jupyterlab_widgets), no news, update checks or extension-manager queries to the internet; as root (containers) with --allow-root.
