@@ -94,22 +94,30 @@ def worker(args) -> None:
         torch.cuda.reset_peak_memory_stats()
     load = os.getloadavg()[0]
     per_seed = []
-    if args.sample_seeds:  # several configuration-sampling seeds in this process: one untimed warm-up call first
-        run(args.sample_seeds[0])
+    if args.sample_seeds:  # several configuration-sampling seeds in this process, after one untimed warm-up call on a small pool
+        warm_up_pool = log_probs_N_K_C[:1000]
+        if args.worker == "ours":
+            get_batchbald_batch(warm_up_pool, min(b, 3), m, generator=torch.Generator().manual_seed(0), device=args.device)
         for seed in args.sample_seeds:
             start, cpu_start = time.perf_counter(), time.process_time()
             seed_batch = run(seed)
+            if seed == args.sample_seeds[0]:
+                seed_batch_0 = seed_batch
             if cuda:
                 torch.cuda.synchronize()
             per_seed.append({"seed": seed, "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start,
                              "indices": list(seed_batch.indices),
                              "scores": list(seed_batch.scores), "evaluations": list(getattr(seed_batch, "evaluations", [])),
                              "loadavg_1min": os.getloadavg()[0]})
-    start, cpu_start = time.perf_counter(), time.process_time()
-    batch = run()
-    if cuda:
-        torch.cuda.synchronize()
-    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    if per_seed:  # the first seed's run is the result
+        batch = seed_batch_0
+        seconds, cpu_seconds = per_seed[0]["seconds"], per_seed[0]["cpu_seconds"]
+    else:
+        start, cpu_start = time.perf_counter(), time.process_time()
+        batch = run()
+        if cuda:
+            torch.cuda.synchronize()
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     result = {"impl": args.worker + ("_plain" if args.plain else ""), "N": N, "K": K, "C": C, "b": b, "m": m, "seed": args.seed,
               "threads": args.threads, "input_dtype": args.input_dtype, "seconds": seconds, "cpu_seconds": cpu_seconds, "indices": list(batch.indices),
               "scores": list(batch.scores), "evaluations": list(getattr(batch, "evaluations", [])), "input_bytes": input_bytes,
@@ -315,10 +323,11 @@ def pools_suite(args) -> None:
     setting, and float32 on one configuration per synthetic structure) on synthetic pools of two structures and on pools from trained
     models. Every run is stored in pools_runs.json as it finishes; a rerun skips stored runs (--rerun-ours drops ours after a code
     change). The table (pools.json) is rebuilt from the stored runs."""
-    path = RESULTS / "pools_runs.json"
-    store = json.loads(path.read_text()) if path.exists() and not args.fresh else {}
-    if args.rerun_ours:
-        store = {k: v for k, v in store.items() if not k.startswith("ours")}
+    paths = {"ours": RESULTS / "pools_runs_ours.json", "redux": RESULTS / "pools_runs.json"}  # one file per implementation, so that the
+    store = {}  # redux and ours stages can run side by side, each rewriting only its own file
+    for impl, path in paths.items():
+        if path.exists() and not args.fresh and not (impl == "ours" and args.rerun_ours):
+            store.update(json.loads(path.read_text()))
     main_rows = {}
     if (RESULTS / "main.json").exists():  # the ensemble pool with seed 0 is the main suite's pool: its redux runs are the same runs
         for r in json.loads((RESULTS / "main.json").read_text())["rows"]:
@@ -357,7 +366,8 @@ def pools_suite(args) -> None:
         log_probs = make_pool(pool, *config[:3], seed=args.seed)
         result["mi"], result["mi_se"] = batch_mutual_information_sampled(log_probs[result["indices"]])
         store[key] = result
-        write_json(path, store)
+        impl_family = impl.split("_")[0]
+        write_json(paths[impl_family], {k: v for k, v in store.items() if k.split("|")[0].split("_")[0] == impl_family})
         print(f"done {key}: {result['seconds']:.2f} s" + (f", seeds median {statistics.median(r['seconds'] for r in result['per_seed']):.2f} s"
                                                           if result.get("per_seed") else ""), flush=True)
     table_rows = []
