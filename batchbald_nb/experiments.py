@@ -171,7 +171,16 @@ def trial_path(out_dir: Path, variant: str, seed: int) -> Path:
     return Path(out_dir) / variant / f"trial_{seed}.json"
 
 
+class _Terminated(BaseException):
+    "Raised in a worker process by SIGTERM from the parent (the handler `_init_worker` installs): stop the trial, start no other."
+
+
+_stopping = False  # set in a worker process by that SIGTERM
+
+
 def _run_one(config_dict: dict, path: str, data_root, download: bool, device, progress: bool) -> dict:
+    if _stopping:  # a trial queued before the parent stopped the pool: do not start it
+        raise _Terminated()
     config = TrialConfig.from_dict(config_dict)
     results = run_trial(config, path, data_root=data_root, download=download, device=device, progress=progress)
     return {"path": path, "steps": len(results["steps"]), "final_accuracy": results["steps"][-1]["test_accuracy"]}
@@ -226,8 +235,30 @@ def _check_out_dir(out_dir: Path, experiment: Experiment, jobs: list[tuple[dict,
 
 
 def _init_worker(threads: int) -> None:
+    import signal
+
     import torch
     torch.set_num_threads(threads)
+    # Ctrl-C is the parent's to handle: it stops the pool by sending SIGTERM, which ends a running trial through the results
+    # file's atomic write (no temporary file left) and keeps queued trials from starting; the workers then exit normally
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum, frame):
+    global _stopping
+    _stopping = True
+    if _in_trial(frame):
+        raise _Terminated()
+
+
+def _in_trial(frame) -> bool:
+    "Whether `frame` is inside `_run_one` (a trial is running), not the pool's wait for the next one."
+    while frame is not None:
+        if frame.f_code is _run_one.__code__:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _run_in_processes(jobs: list, data_root, download: bool, device, num_processes: int) -> list[dict]:
@@ -240,8 +271,20 @@ def _run_in_processes(jobs: list, data_root, download: bool, device, num_process
     with ProcessPoolExecutor(num_processes, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
                              initargs=(threads,)) as pool:
         futures = [pool.submit(_run_one, config, path, data_root, download, device, False) for config, path in jobs]
-        for future in tqdm(futures, desc=f"trials ({num_processes} processes)", unit="trial"):
-            future.result()
+        bar = tqdm(total=len(futures), desc=f"trials ({num_processes} processes)", unit="trial")
+        try:
+            for future in futures:
+                future.result()
+                bar.update()
+        except KeyboardInterrupt:  # stop now: no new trial starts, the running ones stop after their last written step
+            for future in futures:
+                future.cancel()
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            bar.close()
     return [f.result() for f in futures]
 
 

@@ -291,30 +291,38 @@ def test_ray_not_installed(tmp_path, capsys, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
-def test_interrupted_run_keeps_its_steps_and_resumes(finished_toy, tmp_path):
-    "Ctrl-C (SIGINT) mid-trial: status 130, one line saying so, the finished steps on disk; the same command resumes to the end."
+@pytest.mark.parametrize("processes", [1, 2])
+def test_interrupted_run_keeps_its_steps_and_resumes(finished_toy, tmp_path, processes):
+    """Ctrl-C (SIGINT) mid-trial: status 130, one last line saying so, every finished step on disk, no temporary file, and with
+    --processes no queued trial started after it; the same command then resumes every trial to the end."""
     import os
     import signal
     import time
 
-    argv = [str(CLI), "run", "toy", "--out", str(tmp_path), "--seeds", "0", "--variants", "random", "--device", "cpu"]
-    path = tmp_path / "random" / "trial_0.json"
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline:
-        if path.exists() and len(json.loads(path.read_text())["steps"]) >= 2:
-            break
+    seeds = ["0"] if processes == 1 else ["0", "1", "2"]  # two run at once, the third waits in the queue
+    argv = [str(CLI), "run", "toy", "--out", str(tmp_path), "--seeds", *seeds, "--variants", "random", "--device", "cpu",
+            "--processes", str(processes)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    paths = [tmp_path / "random" / f"trial_{s}.json" for s in seeds]
+
+    def steps(path: Path) -> int:
+        return len(json.loads(path.read_text())["steps"]) if path.exists() else 0
+
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 180
+    while proc.poll() is None and time.monotonic() < deadline and not all(steps(p) >= 2 for p in paths[:processes]):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    interrupted = json.loads(path.read_text())
-    assert proc.returncode == 130 and not interrupted["finished"], (proc.returncode, err[-500:])
+    _, err = proc.communicate(timeout=120)
+    interrupted = [json.loads(p.read_text()) for p in paths[:processes]]
+    assert proc.returncode == 130 and not any(t["finished"] for t in interrupted), (proc.returncode, err[-500:])
     assert err.replace("\r", "\n").strip().splitlines()[-1] == \
         "batchbald-nb: interrupted; every finished step is saved, and the same command resumes"
-    assert not list(tmp_path.rglob("*.tmp"))
-    subprocess.run(argv, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    resumed, uninterrupted = json.loads(path.read_text()), json.loads((finished_toy / "random" / "trial_0.json").read_text())
-    assert resumed["finished"] and resumed["steps"][: len(interrupted["steps"])] == interrupted["steps"]
+    assert not list(tmp_path.rglob("*.tmp")) and not any(p.exists() for p in paths[processes:])
+    subprocess.run(argv, check=True, capture_output=True, env=env)
+    resumed = json.loads(paths[0].read_text())
+    uninterrupted = json.loads((finished_toy / "random" / "trial_0.json").read_text())
+    assert all(json.loads(p.read_text())["finished"] for p in paths)
+    assert resumed["steps"][: len(interrupted[0]["steps"])] == interrupted[0]["steps"]
     # random acquisition does not depend on the models, so the points acquired are exactly an uninterrupted run's
     assert [s["acquired_indices"] for s in resumed["steps"]] == [s["acquired_indices"] for s in uninterrupted["steps"]]
