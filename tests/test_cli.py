@@ -326,3 +326,42 @@ def test_interrupted_run_keeps_its_steps_and_resumes(finished_toy, tmp_path, pro
     assert resumed["steps"][: len(interrupted[0]["steps"])] == interrupted[0]["steps"]
     # random acquisition does not depend on the models, so the points acquired are exactly an uninterrupted run's
     assert [s["acquired_indices"] for s in resumed["steps"]] == [s["acquired_indices"] for s in uninterrupted["steps"]]
+
+
+@pytest.mark.skipif(shutil.which("pgrep") is None or not Path("/proc/self").exists(), reason="finds the workers with pgrep and /proc")
+def test_killed_worker_process_loses_nothing(finished_toy, tmp_path):
+    """A worker killed from outside (the OOM killer, kill -9) ends the run with status 1 and one error line saying so, no
+    traceback; the other trials stop after their last written step, the queued one never starts, and the same command resumes.
+    (Python's resource tracker may add its own warning about the killed worker's semaphore, which it removes.)"""
+    import os
+    import signal
+    import time
+
+    argv = [str(CLI), "run", "toy", "--out", str(tmp_path), "--seeds", "0", "1", "2", "--variants", "random", "--device", "cpu",
+            "--processes", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    paths = [tmp_path / "random" / f"trial_{s}.json" for s in range(3)]
+
+    def steps(path: Path) -> int:
+        return len(json.loads(path.read_text())["steps"]) if path.exists() else 0
+
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 180
+    while proc.poll() is None and time.monotonic() < deadline and not all(steps(p) >= 2 for p in paths[:2]):
+        time.sleep(0.05)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    workers = [pid for pid in children if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+    assert len(workers) == 2, children
+    os.kill(int(workers[0]), signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    errors = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("batchbald-nb")]
+    assert proc.returncode == 1 and "Traceback" not in err, (proc.returncode, err[-800:])
+    assert errors == ["batchbald-nb: error: a trial failed while running (BrokenProcessPool: A process in the process pool was "
+                      "terminated abruptly while the future was running or pending.); every finished step is saved, and the "
+                      "same command resumes"]
+    assert all(steps(p) >= 2 for p in paths[:2]) and not paths[2].exists() and not list(tmp_path.rglob("*.tmp"))
+    subprocess.run(argv, check=True, capture_output=True, env=env)
+    assert all(json.loads(p.read_text())["finished"] for p in paths)
+    uninterrupted = json.loads((finished_toy / "random" / "trial_0.json").read_text())
+    assert [s["acquired_indices"] for s in json.loads(paths[0].read_text())["steps"]] == \
+        [s["acquired_indices"] for s in uninterrupted["steps"]]
