@@ -126,8 +126,7 @@ def pick_best(bounds_N: torch.Tensor, fresh_N: torch.Tensor, tolerance: float,
     return near_n[best].item(), bounds_N[near_n[best]].item()
 
 # %% ../nbs/03_acquisition.ipynb #c0ffee01
-def batch_score(configurations: Configurations, log_probs_K_C: torch.Tensor, conditional_entropy: float,
-                chunk_elements: int = 2**22) -> tuple[float, float]:
+def batch_score(configurations: Configurations, log_probs_K_C: torch.Tensor, conditional_entropy: float) -> tuple[float, float]:
     """I(y_A, y_x; w) for the points A of `configurations` and one more point x (`log_probs_K_C`), and its standard error, in nats.
 
     Enumerated configurations: exactly, H(y_A, y_x) by eq. (13) minus `conditional_entropy` (the sum of E[H(y_i | w)] over A and x);
@@ -135,27 +134,20 @@ def batch_score(configurations: Configurations, log_probs_K_C: torch.Tensor, con
     chosen), combined with the weight that minimises their variance (see "Scores you can trust"):
     eq. (36), a_s = -sum_c p(y_x = c | y_s) log p(y_s, y_x = c) - `conditional_entropy`, and the pointwise information of the draw with
     its parameter sample j_s, b_s = sum_c p(y_x = c | w_j) log[p(y_s, y_x = c | w_j) / p(y_s, y_x = c)] (each b_s <= log K)."""
-    log_joint_probs_M_K = configurations.log_joint_probs_M_K
+    log_joint_probs_M_K = configurations.log_joint_probs_M_K  # log p(y_s | w_j)
     M, K = log_joint_probs_M_K.shape
-    log_probs_M = configurations.log_probs_M()
-    log_probs_C_K = log_probs_K_C.to(log_joint_probs_M_K).T
-    chunk = max(1, chunk_elements // log_probs_C_K.numel())
-    a_M, b_M = (torch.empty(M, dtype=torch.float64, device=log_joint_probs_M_K.device) for _ in range(2))
-    for start in range(0, M, chunk):
-        rows = slice(start, start + chunk)
-        log_given_m_C_K = log_joint_probs_M_K[rows, None, :] + log_probs_C_K  # log p(y_s, c | w_j)
-        log_joint_m_C = torch.logsumexp(log_given_m_C_K, dim=2) - math.log(K)  # log p(y_s, c)
-        if not configurations.sampled:  # p(y_s) H-contribution: -sum_c p(y_s, c) log p(y_s, c)
-            a_M[rows] = -torch.xlogy(log_joint_m_C.exp(), log_joint_m_C.exp()).sum(dim=1)
-            continue
-        given_m_C = (log_joint_m_C - log_probs_M[rows, None]).exp()  # p(c | y_s)
-        a_M[rows] = -torch.where(given_m_C > 0, given_m_C * log_joint_m_C, 0.0).sum(dim=1) - conditional_entropy
-        j_m = configurations.sample_index_M[rows]
-        log_probs_m_C = log_probs_C_K[:, j_m].T  # log p(c | w_j), j = j_s
-        log_ratio_m_C = log_given_m_C_K[torch.arange(len(j_m)), :, j_m] - log_joint_m_C
-        b_M[rows] = torch.where(log_probs_m_C > -math.inf, log_probs_m_C.exp() * log_ratio_m_C, 0.0).sum(dim=1)
+    log_probs_K_C = log_probs_K_C.to(log_joint_probs_M_K)
+    log_alpha_M = log_joint_probs_M_K.max(dim=1).values  # rows scaled to max 1, as in the kernel: a float64 product, no underflow
+    joint_M_C = (log_joint_probs_M_K - log_alpha_M[:, None]).exp() @ log_probs_K_C.exp() / K
+    log_joint_M_C = joint_M_C.log() + log_alpha_M[:, None]  # log p(y_s, c)
     if not configurations.sampled:
-        return a_M.sum().item() - conditional_entropy, 0.0
+        return -torch.xlogy(log_joint_M_C.exp(), log_joint_M_C.exp()).sum().item() - conditional_entropy, 0.0
+    given_M_C = (log_joint_M_C - configurations.log_probs_M()[:, None]).exp()  # p(c | y_s)
+    a_M = -torch.where(given_M_C > 0, given_M_C * log_joint_M_C, 0.0).sum(dim=1) - conditional_entropy
+    j_M = configurations.sample_index_M
+    log_probs_M_C = log_probs_K_C[j_M]  # log p(c | w_j), j = j_s
+    log_ratio_M_C = log_joint_probs_M_K.gather(1, j_M[:, None]) + log_probs_M_C - log_joint_M_C
+    b_M = torch.where(log_probs_M_C > -math.inf, log_probs_M_C.exp() * log_ratio_M_C, 0.0).sum(dim=1)
     if M < 2:
         return b_M.item(), math.inf
     d_M = a_M - b_M  # mean 0: a control variate for b
@@ -253,7 +245,10 @@ def get_batchbald_batch(log_probs_N_K_C: torch.Tensor, batch_size: int, num_samp
         bounds_N[index] = -math.inf
         chosen_conditional_entropy += conditional_entropies_N[index].item()
         log_probs_K_C = log_probs_N_K_C[index].to(device)
-        score, standard_error = batch_score(scoring_configurations, log_probs_K_C, chosen_conditional_entropy)
+        if saturated or configurations.sampled:  # on the scoring configurations
+            score, standard_error = batch_score(scoring_configurations, log_probs_K_C, chosen_conditional_entropy)
+        else:  # enumerated: the chosen gain is exact (re-decided in float64 over every configuration)
+            score, standard_error = entropy + gain - chosen_conditional_entropy + conditional_entropies_N[index].item(), 0.0
         batch.indices.append(index)
         batch.scores.append(score)
         batch.standard_errors.append(standard_error)

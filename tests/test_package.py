@@ -5,6 +5,7 @@ The estimators' brute-force tests live in the notebooks (run by `nbdev_test`); t
 import dataclasses
 import inspect
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,18 @@ def test_candidate_batch_has_redux_field_order():
     assert CandidateBatch([0.7, 0.2], [5, 1]).indices == [5, 1]
     scores, indices = dataclasses.astuple(get_bald_batch(_pool(), 2))[:2]
     assert scores == sorted(scores, reverse=True) and all(isinstance(i, int) for i in indices)
+
+
+def test_too_few_samples_warn_naming_num_samples():
+    "Sampled with m < 50 draws: a UserWarning naming num_samples (chapter 3 measures the rule); exact or enough draws: no warning."
+    pool = _pool(N=30, K=20, C=4)
+    with pytest.warns(UserWarning, match="num_samples=1 "):
+        batch = get_batchbald_batch(pool, 5, num_samples=1)
+    assert batch.scores[-1] >= 0  # the m = 1 run used to report a negative batch information
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        get_batchbald_batch(pool, 5, num_samples=4**4)  # exact throughout
+        get_batchbald_batch(pool, 6, num_samples=1000, generator=torch.Generator().manual_seed(0))  # sampled at step 6: 4**5 > 1000
 
 
 def test_negative_batch_size():
