@@ -1,7 +1,7 @@
 """Why our greedy BatchBALD batches hold less mutual information than batchbald_redux's at K = 100 (issue 15, section 2).
 
-    .venv/bin/python benchmarks/mi_deficit.py             # a few minutes on one core; writes results/mi_deficit.json
-    .venv/bin/python benchmarks/mi_deficit.py --full      # more pools and seeds, plus the slower variants (about 30 minutes)
+    .venv/bin/python benchmarks/mi_deficit.py             # about 7 minutes on one idle core (17 at load 10); writes results/mi_deficit.json
+    .venv/bin/python benchmarks/mi_deficit.py --full      # more pools, the slower variants (about an hour at load 10)
 
 Every variant runs `get_batchbald_batch` of the package on the same pools; what differs is swapped in around it (nothing in the
 package is edited): how the label configurations are sampled once they no longer fit (`add_point`), the compute dtype, lazy or
@@ -9,15 +9,20 @@ plain greedy, and whether repeated sampled rows are merged. Each batch is scored
 independent estimate (common.batch_mutual_information_sampled), and by the greedy's own final score (its in-sample estimate).
 
 The variants:
-  ours               the package as it is: configurations sampled once (j uniform), then extended a label per step
-  ours_plain         lazy=False                                   (candidate c: lazy greedy's stale bounds)
-  ours_float64       dtype=float64: no float32 screening, no pruning (candidate b)
-  ours_no_merge      Configurations.weights without torch.unique  (candidate d)
-  persistent_strat   as ours, but the first draw stratified over j (m / K draws per sample), as redux draws
-  fresh              every sampled step draws m new configurations of all chosen points (j uniform)   (candidate a)
-  fresh_strat        every sampled step draws m // K new configurations per sample j: redux's scheme  (candidate e)
-  redux_rng          fresh_strat with redux's own sampling code and torch's global generator: reproduces redux's picks
-  ours_m100k         ours with m = 100,000 (--full only)
+  ours               the package as it is: configurations sampled once (j uniform at random), then extended a label per step
+  persistent_strat   as ours, but that first draw stratified over j (m // K draws from every w_j): the recommended fix, in
+                     distribution (apply it to the package and run `--variants ours` to measure the fix itself)
+  fresh_strat        every sampled step draws m // K new configurations per w_j: redux's scheme       (candidate e)
+  fresh              every sampled step draws m new configurations of all chosen points, j at random  (candidate a)
+  ours_plain         lazy=False                                   (candidate c: lazy greedy's stale bounds; --full)
+  ours_float64       dtype=float64: no float32 screening, no pruning (candidate b; --full)
+  ours_no_merge      Configurations.weights without torch.unique  (candidate d; --full)
+  redux_rng          fresh_strat with redux's own sampling code and torch's global generator: redux's picks (--full)
+  ours_m100k         ours with m = 100,000 (--full)
+
+Then, at every sampled step of the package's run on two pools, each candidate's gain is split into the part the draws' imbalance
+over the parameter samples adds, sum_j (n_j / m - 1/K) H(y_x | w_j) (tests/test_mi_deficit.py), and a gain on an independent
+stratified draw.
 """
 from __future__ import annotations
 
