@@ -251,21 +251,26 @@ class Preprocessing:
 @dataclass(eq=False)
 class FrozenBackbone:
     """A pretrained network used only as a fixed feature extractor: `module` maps B x 3 x R x R to B x `num_features`; `weights_id`
-    identifies its weights (a hash), `name` the architecture."""
+    identifies its weights (a hash), `name` the architecture. `batch_size` images go through at a time: on a CPU, large batches cost
+    more per image (their activations outgrow the caches; `benchmarks/feature_extraction_cost.py` measures it)."""
     module: nn.Module
     name: str
     weights_id: str
     num_features: int
+    batch_size: int = 32
 
     def features(self, images_B_H_W_3: torch.Tensor, preprocessing: Preprocessing) -> torch.Tensor:
         "float32 B x num_features for uint8 B x H x W x 3 images, without gradients, in eval mode."
         self.module.eval()
+        features = []
         with torch.no_grad():
-            features_B_D = self.module(preprocessing(images_B_H_W_3))
+            for start in range(0, len(images_B_H_W_3), self.batch_size):
+                features.append(self.module(preprocessing(images_B_H_W_3[start : start + self.batch_size])).float())
+        features_B_D = torch.cat(features) if features else torch.empty(0, self.num_features)
         if features_B_D.shape != (len(images_B_H_W_3), self.num_features):
             raise ValueError(f"backbone {self.name!r} returned shape {tuple(features_B_D.shape)}, expected "
                              f"{len(images_B_H_W_3)} x {self.num_features}")
-        return features_B_D.float()
+        return features_B_D
 
 
 def file_sha256(path) -> str:
@@ -477,8 +482,8 @@ def load_cifar10_transfer(root=None, download: bool = False, seed: int = 0, *, r
         features[split] = cached_features(backbone, images, preprocessing, default_cache_path(cache_dir, key, f"cifar10_{split}"),
                                           chunk_size=chunk_size, progress=progress)
     y_train_N, y_test_M = torch.from_numpy(cifar10.y_train_N), torch.from_numpy(cifar10.y_test_M)
-    description = (f"CIFAR-10 ({cifar10.source}) as {backbone.name} features ({backbone.num_features} per image, {resolution} px input, "
-                   "frozen ImageNet weights)")
+    description = (f"CIFAR-10 ({cifar10.source}) as frozen {backbone.name} features ({backbone.num_features} per image, "
+                   f"{resolution} px input)")
     return ActiveLearningDataset(name="cifar10_transfer", train=TensorDataset(features["train"], y_train_N),
                                  test=TensorDataset(features["test"], y_test_M), train_targets=y_train_N, num_classes=10,
                                  description=description, classes=CIFAR10_CLASSES)

@@ -88,6 +88,10 @@ def main() -> None:
     parser.add_argument("--probe-blocks-resolutions", type=int, nargs="*", default=[160],
                         help="resolutions at which to probe the 320 block features too")
     parser.add_argument("--timing-images", type=int, default=32)
+    parser.add_argument("--batch-sizes", type=int, nargs="*", default=[16, 32, 256],
+                        help="backbone batch sizes to time at --batch-size-resolution, on --batch-size-images images")
+    parser.add_argument("--batch-size-resolution", type=int, default=128)
+    parser.add_argument("--batch-size-images", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--probe-train-per-class", type=int, default=200)
     parser.add_argument("--probe-test-per-class", type=int, default=100)
@@ -105,7 +109,7 @@ def main() -> None:
               "timing_images": len(timing_batch), "repeats": args.repeats, "probe_train": len(train_pick), "probe_test": len(test_pick),
               "note": "cpu_seconds_per_image: median CPU time of one thread; projected minutes assume the 2 cores run in parallel "
                       "at that speed (an idle machine; a loaded one is slower)",
-              "resolutions": [], "head_K50": []}
+              "resolutions": [], "batch_sizes": [], "head_K50": []}
 
     def save():
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -134,6 +138,15 @@ def main() -> None:
                 row["probe"][layer] = {**probe, "num_features": layer_backbone.num_features, "extraction_cpu_seconds": extraction}
                 print(f"  probe on {layer} ({layer_backbone.num_features} features): test accuracy {probe['test_accuracy']:.3f}", flush=True)
         result["resolutions"].append(row)
+        save()
+    batch_images = torch.from_numpy(np.ascontiguousarray(x_test[: args.batch_size_images]))
+    for batch_size in args.batch_sizes:
+        backbone = efficientnet_lite0(args.batch_size_resolution)
+        backbone.batch_size = batch_size
+        per_image = time_per_image(backbone, batch_images, Preprocessing(args.batch_size_resolution), repeats=1)
+        result["batch_sizes"].append({"resolution": args.batch_size_resolution, "batch_size": batch_size, "images": len(batch_images),
+                                      "cpu_seconds_per_image": per_image})
+        print(f"batch size {batch_size} at {args.batch_size_resolution}px: {per_image * 1000:.1f} ms CPU per image", flush=True)
         save()
     for num_features in (1280, 320):
         result["head_K50"].append(head_cost(num_features))
