@@ -15,8 +15,9 @@ from .entropy import check_log_probs
 
 # %% auto #0
 __all__ = ['DEFAULT_MEMORY_BUDGET_BYTES', 'CPU_TILE_ELEMENTS', 'TILE_ROWS', 'joint_entropy_enumerated', 'extend_log_joint_probs',
-           'enumerate_log_joint_probs', 'joint_entropy_exact', 'Configurations', 'sample_configurations', 'add_point',
-           'JointEntropyKernel', 'joint_entropies_with_candidates', 'batchbald_score_exact']
+           'enumerate_log_joint_probs', 'joint_entropy_exact', 'Configurations', 'stratified_sample_indices',
+           'sample_configurations', 'add_point', 'JointEntropyKernel', 'joint_entropies_with_candidates',
+           'batchbald_score_exact']
 
 # %% ../nbs/01_joint_entropy.ipynb #24532174
 def joint_entropy_enumerated(log_probs_B_K_C: torch.Tensor) -> float:
@@ -100,6 +101,13 @@ class Configurations:
         return scaled_M_K, alpha_M, alpha_M * scaled_mean_M * log_alpha_M
 
 # %% ../nbs/01_joint_entropy.ipynb #58c2f85e
+def stratified_sample_indices(num_samples_K: int, num_draws: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The parameter sample j of each of `num_draws` configurations: num_draws // K draws of every j, the remaining num_draws % K from
+    distinct random j, so every w_j weighs 1/K in expectation and (almost) exactly in every draw."""
+    return torch.cat([torch.arange(num_samples_K).repeat_interleave(num_draws // num_samples_K),
+                      torch.randperm(num_samples_K, generator=generator)[: num_draws % num_samples_K]])
+
+
 def sample_configurations(configurations: Configurations, log_probs_K_C: torch.Tensor, num_samples: int,
                           generator: torch.Generator | None = None) -> Configurations:
     "Draw `num_samples` configurations of the points of `configurations` plus one more point (log_probs_K_C), ancestrally."
@@ -111,8 +119,8 @@ def sample_configurations(configurations: Configurations, log_probs_K_C: torch.T
         else:
             rows_M = torch.randint(configurations.num_configurations, (num_samples,), generator=generator).to(device)
         sample_index_M = configurations.sample_index_M[rows_M]
-    else:  # from enumerated rows: draw j uniformly, then a row with probability p(y_config | w_j)
-        sample_index_M = torch.randint(K, (num_samples,), generator=generator).to(device)
+    else:  # from enumerated rows: j stratified (m // K draws per sample), then a row with probability p(y_config | w_j)
+        sample_index_M = stratified_sample_indices(K, num_samples, generator).to(device)
         rows_M = torch.empty(num_samples, dtype=torch.long, device=device)
         column_probs_K_M = configurations.log_joint_probs_M_K.T.exp().cpu()
         for j in range(K):

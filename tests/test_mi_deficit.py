@@ -44,8 +44,6 @@ def test_sampled_gain_is_the_draws_imbalance(seed):
     assert (draws_K == M // K).all() or gains_N.abs().max() > 1e-4
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 section 2: sample_configurations draws j at random (multinomial n_j); the fix (draw "
-                   "m // K configurations from every w_j) makes this pass: then remove this marker")
 @pytest.mark.parametrize("seed", range(5))
 def test_no_gain_once_the_batch_pins_w_down(seed):
     "Every true gain is 0 here, and a draw that weighs each w_j 1/K, as the exact conditional entropies do, estimates 0 (1e-12)."
