@@ -346,6 +346,8 @@ def pools_suite(args) -> None:
             plan.append(("redux", pool, config, {}))
         if config == MAIN_CONFIGS[0] and pool == "ensemble":  # one configuration shows what float32 does to redux
             plan.append(("redux_float32", pool, config, dict(redux_dtype="float32", input_dtype="float32")))
+    if args.rows:  # only the rows whose "pool|N,K,C,b,m" contains one of these strings
+        plan = [p for p in plan if any(r in f"{p[1]}|{','.join(map(str, p[2]))}" for r in args.rows)]
     if args.stage == "redux":
         plan = [p for p in plan if p[0].startswith("redux")]
     elif args.stage == "ours":
@@ -420,6 +422,7 @@ def parse_args(argv=None):
     parser.add_argument("--suite", choices=["main", "scaling", "memory", "pools"], default="main")
     parser.add_argument("--stage", choices=["all", "redux", "ours"], default="all", help="pools suite: which runs to make now")
     parser.add_argument("--rerun-ours", action="store_true", help="pools suite: drop stored runs of ours (after a change to the code)")
+    parser.add_argument("--rows", nargs="+", help='pools suite: only rows whose "pool|N,K,C,b,m" contains one of these (e.g. triples|10000)')
     parser.add_argument("--redux-all", action="store_true", help="pools suite: redux on every configuration of every structure")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for both implementations (default 1: on a machine shared with other jobs, a 2-thread OpenMP "
