@@ -346,6 +346,7 @@ def pools_suite(args) -> None:
             plan.append(("redux", pool, config, {}))
         if config == MAIN_CONFIGS[0] and pool == "ensemble":  # one configuration shows what float32 does to redux
             plan.append(("redux_float32", pool, config, dict(redux_dtype="float32", input_dtype="float32")))
+    full_plan = list(plan)
     if args.rows:  # only the rows whose "pool|N,K,C,b,m" contains one of these strings
         plan = [p for p in plan if any(r in f"{p[1]}|{','.join(map(str, p[2]))}" for r in args.rows)]
     if args.stage == "redux":
@@ -414,7 +415,8 @@ def pools_suite(args) -> None:
     table = "\n".join(lines)
     print(table, flush=True)
     write_json(RESULTS / "pools.json", {"environment": env, "seeds": list(POOL_SEEDS), "rows": table_rows, "table": table,
-                                        "complete": all(run_key(i, p, c) in store for i, p, c, _ in plan)})
+                                        "complete": all(run_key(i, p, c) in store for i, p, c, _ in full_plan),
+                                        "missing_runs": [run_key(i, p, c) for i, p, c, _ in full_plan if run_key(i, p, c) not in store]})
 
 
 def parse_args(argv=None):
