@@ -324,10 +324,11 @@ def pools_suite(args) -> None:
     setting, and float32 on one configuration per synthetic structure) on synthetic pools of two structures and on pools from trained
     models. Every run is stored in pools_runs.json as it finishes; a rerun skips stored runs (--rerun-ours drops ours after a code
     change). The table (pools.json) is rebuilt from the stored runs."""
-    paths = {"ours": RESULTS / "pools_runs_ours.json", "redux": RESULTS / "pools_runs.json"}  # one file per implementation, so that the
-    store = {}  # redux and ours stages can run side by side, each rewriting only its own file
-    for impl, path in paths.items():
-        if path.exists() and not args.fresh and not (impl == "ours" and args.rerun_ours):
+    # One file per implementation (and per --store-tag), so that stages can run side by side, each rewriting only its own file.
+    paths = {"ours": RESULTS / f"pools_runs_ours{args.store_tag}.json", "redux": RESULTS / f"pools_runs{args.store_tag}.json"}
+    store = {}
+    for path in sorted(RESULTS.glob("pools_runs*.json")):
+        if not args.fresh and not (path.name.startswith("pools_runs_ours") and args.rerun_ours):
             store.update(json.loads(path.read_text()))
     main_rows = {}
     if (RESULTS / "main.json").exists():  # the ensemble pool with seed 0 is the main suite's pool: its redux runs are the same runs
@@ -371,7 +372,10 @@ def pools_suite(args) -> None:
         result["mi"], result["mi_se"] = batch_mutual_information_sampled(log_probs[result["indices"]])
         store[key] = result
         impl_family = impl.split("_")[0]
-        write_json(paths[impl_family], {k: v for k, v in store.items() if k.split("|")[0].split("_")[0] == impl_family})
+        path = paths[impl_family]
+        stored = json.loads(path.read_text()) if path.exists() and not args.fresh else {}
+        stored[key] = result
+        write_json(path, stored)
         print(f"done {key}: {result['seconds']:.2f} s" + (f", seeds median {statistics.median(r['seconds'] for r in result['per_seed']):.2f} s"
                                                           if result.get("per_seed") else ""), flush=True)
     table_rows = []
@@ -424,6 +428,7 @@ def parse_args(argv=None):
     parser.add_argument("--suite", choices=["main", "scaling", "memory", "pools"], default="main")
     parser.add_argument("--stage", choices=["all", "redux", "ours"], default="all", help="pools suite: which runs to make now")
     parser.add_argument("--rerun-ours", action="store_true", help="pools suite: drop stored runs of ours (after a change to the code)")
+    parser.add_argument("--store-tag", default="", help="pools suite: suffix of the files this call writes its runs to (parallel calls)")
     parser.add_argument("--rows", nargs="+", help='pools suite: only rows whose "pool|N,K,C,b,m" contains one of these (e.g. triples|10000)')
     parser.add_argument("--redux-all", action="store_true", help="pools suite: redux on every configuration of every structure")
     parser.add_argument("--threads", type=int, default=1,
