@@ -452,7 +452,7 @@ FEATURES_ENV_VAR = "BATCHBALD_NB_FEATURES"
 
 
 def default_feature_cache_dir() -> Path:
-    "Where feature caches live: $BATCHBALD_NB_FEATURES, else `<repo>/data/features` (git-ignored), else ~/.cache/batchbald_nb/features."
+    "Where feature caches live: the environment variable BATCHBALD_NB_FEATURES, else `<repo>/data/features` (git-ignored), else ~/.cache/batchbald_nb/features."
     from batchbald_nb.data import _repo_root
 
     if os.environ.get(FEATURES_ENV_VAR):
