@@ -341,9 +341,13 @@ def pools_suite(args) -> None:
         plan.append(("ours", pool, config, dict(sample_seeds=POOL_SEEDS, input_dtype="float32" if real else "float64")))
         if real:
             plan.append(("ours_plain", pool, config, dict(plain=True, input_dtype="float32")))
-        if pool == "triples" and MAIN_CONFIGS.index(config) in REDUX_TRIPLES or pool == "emnist" or args.redux_all and pool != "ensemble":
-            plan.append(("redux", pool, config, {}))
-        if pool == "ensemble" and tuple(config) not in main_rows:
+        if pool == "ensemble":  # the main suite's redux runs are on these very pools: rerun only what it lacks
+            redux_runs = tuple(config) not in main_rows
+        elif pool == "triples":
+            redux_runs = args.redux_all or MAIN_CONFIGS.index(config) in REDUX_TRIPLES
+        else:  # pools from trained models: the EMNIST one (about 5 min of redux); the MNIST one with --redux-all
+            redux_runs = args.redux_all or pool == "emnist"
+        if redux_runs:
             plan.append(("redux", pool, config, {}))
         if config == MAIN_CONFIGS[0] and pool == "ensemble":  # one configuration shows what float32 does to redux
             plan.append(("redux_float32", pool, config, dict(redux_dtype="float32", input_dtype="float32")))
