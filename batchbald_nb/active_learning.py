@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -208,8 +209,8 @@ def train_model(model: BayesianModule, inputs: torch.Tensor, targets: torch.Tens
                           seconds=time.perf_counter() - start)
 
 # %% ../nbs/07_active_learning.ipynb #3b9c2190
-KNOWN_DATASETS = ("mnist", "repeated_mnist", "emnist_balanced", "emnist_balanced_standin", "cinic10", "toy_blobs")
-KNOWN_MODELS = ("mnist_cnn", "emnist_cnn", "vgg16", "toy_mlp")
+KNOWN_DATASETS = ("mnist", "repeated_mnist", "emnist_balanced", "emnist_balanced_standin", "cinic10", "cifar10_transfer", "toy_blobs")
+KNOWN_MODELS = ("mnist_cnn", "emnist_cnn", "vgg16", "transfer_head", "toy_mlp")
 
 
 @dataclass
@@ -502,6 +503,16 @@ def run_trial(config: TrialConfig, results_path, *, data_root=None, download: bo
         return _run_trial_locked(config, results_path, data_root, download, device, dataset, progress)
 
 
+def _peak_memory_mib() -> float | None:
+    "Peak resident memory of this process in MiB (`getrusage`; None where the `resource` module is missing)."
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)  # bytes on macOS, KiB on Linux
+
+
 def _run_trial_locked(config: TrialConfig, results_path: Path, data_root, download: bool, device, dataset, progress: bool) -> dict:
     results = _load_results(results_path, config)
     if results is not None and results["finished"]:
@@ -530,17 +541,21 @@ def _run_trial_locked(config: TrialConfig, results_path: Path, data_root, downlo
             torch.manual_seed(step_seed(config.seed, step, "train"))
             model = _make_model(config, dataset.num_classes)
             training = _train_or_keep_initialised(model, dataset, state.labelled, x_val, y_val, config, step, device)
+            evaluation_start = time.perf_counter()
             metrics = evaluate(model, x_test, y_test, config.test_num_samples_K, device=device,
                                seed=step_seed(config.seed, step, "evaluate"))
+            evaluation_seconds = time.perf_counter() - evaluation_start
             record = {"step": step, "num_labelled": len(state.labelled), "test_accuracy": metrics.accuracy, "test_nll": metrics.nll,
                       "epochs": training.epochs, "best_epoch": training.best_epoch,
                       "validation_accuracy": training.best_validation_accuracy, "train_seconds": training.seconds,
+                      "evaluation_seconds": evaluation_seconds,
                       "acquired_indices": [], "acquired_labels": [], "scores": [], "scoring_seconds": 0.0, "acquisition_seconds": 0.0}
             done = len(state.labelled) >= config.max_labelled or not state.pool
             if not done:
                 indices, scores, scoring_seconds, acquisition_seconds = _acquire_batch(model, dataset, state, config, step, device)
                 record.update(acquired_indices=indices, acquired_labels=[int(dataset.train_targets[i]) for i in indices],
                               scores=scores, scoring_seconds=scoring_seconds, acquisition_seconds=acquisition_seconds)
+            record["max_rss_mib"] = _peak_memory_mib()  # of this process so far: what a trial needs, for the compute plan
             results["steps"].append(record)
             results["finished"] = done
             write_json_atomic(results_path, results)

@@ -458,8 +458,15 @@ def write_cinic10_standin(root, per_class: dict | None = None, seed: int = CINIC
     return folder
 
 # %% ../nbs/05_data.ipynb #445ce1e1
+def _load_cifar10_transfer(root: Path, download: bool = False, seed: int = 0) -> ActiveLearningDataset:
+    """CIFAR-10 as the features of the frozen, ImageNet-pretrained EfficientNet-Lite0 (chapter 05b): 320 per image (the last
+    block's pooled output) at 160 px input, extracted once into the feature cache. Needs the extra `batchbald_nb[transfer]`."""
+    from batchbald_nb.transfer import load_cifar10_transfer
+    return load_cifar10_transfer(root, download=download, seed=seed, resolution=160, layer="blocks")
+
+
 _LOADERS = {"mnist": _load_mnist, "repeated_mnist": _load_repeated_mnist, "emnist_balanced": _load_emnist_balanced,
-            "emnist_balanced_standin": _load_emnist_standin, "cinic10": _load_cinic10}
+            "emnist_balanced_standin": _load_emnist_standin, "cinic10": _load_cinic10, "cifar10_transfer": _load_cifar10_transfer}
 DATASET_NAMES = tuple(_LOADERS)
 
 

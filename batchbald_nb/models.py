@@ -155,11 +155,15 @@ class Vgg16Transfer(BayesianModule):
         return self.classifier(h_BK_512)
 
 # %% ../nbs/06_models.ipynb #505ace81
-MODELS: dict[str, type[BayesianModule]] = {"mnist_cnn": MnistBayesianCNN, "emnist_cnn": EmnistBayesianCNN, "vgg16": Vgg16Transfer}
+from .transfer import TransferHead
+
+MODELS: dict[str, type[BayesianModule]] = {"mnist_cnn": MnistBayesianCNN, "emnist_cnn": EmnistBayesianCNN, "vgg16": Vgg16Transfer,
+                                           "transfer_head": TransferHead}
 
 
 def make_model(name: str, num_classes: int, **kwargs) -> BayesianModule:
-    "A new, freshly initialised model by name (see `MODELS`): 'mnist_cnn' (4.1), 'emnist_cnn' (4.3) or 'vgg16' (4.4)."
+    """A new, freshly initialised model by name (see `MODELS`): 'mnist_cnn' (4.1), 'emnist_cnn' (4.3), 'vgg16' (4.4) or
+    'transfer_head' (4.4 on frozen backbone features, chapter 05b)."""
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, one of {sorted(MODELS)}, got {type(name).__name__} {name!r}")
     if name not in MODELS:

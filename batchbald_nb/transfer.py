@@ -410,15 +410,20 @@ def read_feature_cache(path, expected_key: dict) -> torch.Tensor:
 
 # %% ../nbs/05b_transfer.ipynb #6e258fb9
 def cached_features(backbone: FrozenBackbone, images_N_H_W_3: np.ndarray, preprocessing: Preprocessing, path,
-                    chunk_size: int = 512, progress: bool = True, max_chunks: int | None = None) -> torch.Tensor | None:
+                    chunk_size: int = 512, progress: bool = True, max_chunks: int | None = None,
+                    shard: tuple[int, int] = (0, 1)) -> torch.Tensor | None:
     """Backbone features of every image, float32 N x D, computed once and stored at `path` (an .npz with its key).
 
     An existing file is read if its key matches (FeatureCacheMismatch naming the file and what differs otherwise). Extraction runs in
     chunks of `chunk_size` images, each saved atomically beside `path` (`<path>.partial/`), so an interrupted run resumes where it
-    stopped; `max_chunks` stops after that many new chunks and returns None (for a time-boxed run). The finished file is written
-    atomically and the chunks removed."""
+    stopped; `max_chunks` stops after that many new chunks and returns None (for a time-boxed run). `shard=(i, n)` extracts only
+    chunks i, i + n, i + 2n, ... so that n processes (one per core) share the work; each returns None while chunks of other shards
+    are missing, and whichever finds them all writes the file. The finished file is written atomically and the chunks removed."""
     images_N_H_W_3 = check_images(images_N_H_W_3, size=None)
     chunk_size = _check_positive_int(chunk_size, "chunk_size", "images per saved chunk")
+    if (not isinstance(shard, tuple) or len(shard) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+            or not 0 <= shard[0] < shard[1]):
+        raise ValueError(f"shard must be (i, n) with integers 0 <= i < n (this process's share of n), got {shard!r}")
     path, key = Path(path), feature_cache_key(backbone, images_N_H_W_3, preprocessing)
     if path.exists():
         return read_feature_cache(path, key)
@@ -431,8 +436,10 @@ def cached_features(backbone: FrozenBackbone, images_N_H_W_3: np.ndarray, prepro
         _atomic_write_bytes(key_file, json.dumps(key, sort_keys=True).encode())
     starts = range(0, len(images_N_H_W_3), chunk_size)
     new_chunks = 0
-    for start in tqdm(starts, desc=f"{backbone.name} features at {preprocessing.resolution}px", unit="chunk", disable=not progress):
-        chunk = partial / f"chunk_{start:08d}_{chunk_size}.npz"
+    chunk_file = lambda start: partial / f"chunk_{start:08d}_{chunk_size}.npz"
+    mine = [start for start in starts if (start // chunk_size) % shard[1] == shard[0]]
+    for start in tqdm(mine, desc=f"{backbone.name} features at {preprocessing.resolution}px", unit="chunk", disable=not progress):
+        chunk = chunk_file(start)
         if chunk.exists():
             continue
         if max_chunks is not None and new_chunks >= max_chunks:
@@ -440,10 +447,15 @@ def cached_features(backbone: FrozenBackbone, images_N_H_W_3: np.ndarray, prepro
         batch = torch.from_numpy(np.ascontiguousarray(images_N_H_W_3[start : start + chunk_size]))
         _atomic_save_npz(chunk, features_B_D=backbone.features(batch, preprocessing).numpy())
         new_chunks += 1
-    features_N_D = np.concatenate([np.load(partial / f"chunk_{start:08d}_{chunk_size}.npz")["features_B_D"] for start in starts])
+    if not all(chunk_file(start).exists() for start in starts):
+        return None  # other shards are still at work
+    try:
+        features_N_D = np.concatenate([np.load(chunk_file(start))["features_B_D"] for start in starts])
+    except FileNotFoundError:  # another shard assembled the file and removed the chunks meanwhile
+        return read_feature_cache(path, key)
     _atomic_save_npz(path, features_N_D=features_N_D, key=np.array(json.dumps(key, sort_keys=True)))
     for file in partial.iterdir():
-        file.unlink()
+        file.unlink(missing_ok=True)
     partial.rmdir()
     return torch.from_numpy(features_N_D)
 

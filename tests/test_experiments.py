@@ -13,7 +13,7 @@ CLI = Path(sys.executable).parent / "batchbald-nb"
 
 
 def _steps(path: Path) -> list[dict]:
-    timing = {"train_seconds", "scoring_seconds", "acquisition_seconds"}
+    timing = {"train_seconds", "scoring_seconds", "acquisition_seconds", "evaluation_seconds", "max_rss_mib"}
     return [{k: v for k, v in s.items() if k not in timing} for s in json.loads(path.read_text())["steps"]]
 
 

@@ -281,3 +281,59 @@ def test_real_backbone_if_installed():
     features_B_D = backbone.features(torch.from_numpy(images), Preprocessing(64))
     assert features_B_D.shape == (3, 1280) and torch.isfinite(features_B_D).all()
     assert efficientnet_lite0(64, layer="blocks").features(torch.from_numpy(images), Preprocessing(64)).shape == (3, 320)
+
+
+# --- sharded extraction and the experiment ----------------------------------------------------------------------------------------
+
+def test_sharded_extraction_equals_direct(tmp_path):
+    "Two processes' shares (as tools/extract_features.py runs them): the first returns None, the second writes the whole file."
+    backbone, prep = _stand_in(), Preprocessing(36)
+    images = _arrays().x_train_N_32_32_3
+    path = tmp_path / "f.npz"
+    assert cached_features(backbone, images, prep, path, chunk_size=8, progress=False, shard=(1, 2)) is None
+    assert not path.exists()
+    features = cached_features(backbone, images, prep, path, chunk_size=8, progress=False, shard=(0, 2))
+    assert torch.equal(features, backbone.features(torch.from_numpy(images), prep))
+    assert [p.name for p in tmp_path.iterdir()] == ["f.npz"]
+    for bad in [(2, 2), (0, 0), (-1, 2), [0, 1], (0.0, 1)]:
+        with pytest.raises(ValueError, match="shard must be"):
+            cached_features(backbone, images, prep, tmp_path / "g.npz", shard=bad)
+
+
+def test_cifar10_transfer_experiment_runs_on_stand_in_features(tmp_path):
+    "The experiment's own config, shrunk, runs end to end on random 320-d features (no backbone, no extraction)."
+    from dataclasses import replace
+
+    from torch.utils.data import TensorDataset
+
+    from batchbald_nb.active_learning import TrainingConfig, run_trial
+    from batchbald_nb.data import ActiveLearningDataset
+    from batchbald_nb.experiments import EXPERIMENTS
+
+    experiment = EXPERIMENTS["cifar10_transfer"]
+    assert len(experiment.trials()) == 18  # 3 methods x 6 trials, all valid
+    g = torch.Generator().manual_seed(0)
+    y_train, y_test = torch.arange(400) % 10, torch.arange(100) % 10
+    centres_10_320 = torch.randn(10, 320, generator=g)
+    train = TensorDataset(centres_10_320[y_train] + 3 * torch.randn(400, 320, generator=g), y_train)
+    test = TensorDataset(centres_10_320[y_test] + 3 * torch.randn(100, 320, generator=g), y_test)
+    dataset = ActiveLearningDataset(name="cifar10_transfer", train=train, test=test, train_targets=y_train, num_classes=10,
+                                    description="stand-in features")
+    for method in ("batchbald", "bald", "random"):
+        config = replace(experiment.trial_config(method, 0), initial_per_class=2, validation_size=50, max_labelled=40,
+                         pool_subsample=100, num_samples_K=8, test_num_samples_K=8,
+                         training=TrainingConfig(batch_size=16, epoch_samples=64, max_epochs=3, validation_num_samples_K=2))
+        results = run_trial(config, tmp_path / f"{method}.json", dataset=dataset, progress=False)
+        assert results["finished"] and [s["num_labelled"] for s in results["steps"]] == [20, 30, 40]
+        acquired = [i for s in results["steps"] for i in s["acquired_indices"]]
+        assert len(set(acquired)) == 20 and not set(acquired) & set(results["initial_indices"])
+
+
+def test_cli_without_the_extra_stops_at_once(tmp_path):
+    "`batchbald-nb run cifar10_transfer` without the extra: exit 2, one line naming the extra, no results folder."
+    code = ("import sys; sys.modules['efficientnet_lite_pytorch'] = None; from batchbald_nb.experiments import main; "
+            f"sys.exit(main(['run', 'cifar10_transfer', '--out', {str(tmp_path / 'out')!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "pip install 'batchbald_nb[transfer]'" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
