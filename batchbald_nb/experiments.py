@@ -105,11 +105,12 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment("cifar10_transfer", "Section 4.4 on real images, frozen-backbone variant: CIFAR-10 through the ImageNet-pretrained "
                "EfficientNet-Lite0 (frozen; its 320 pooled last-block features at 160 px, extracted once, chapter 05b), the authors' "
                "head (MC dropout, 512 units, BatchNorm, ReLU, classifier); b=10, K=50 for scoring and test, 20 initial per class, "
-               "5,000 validation points held out, each step scores a random 5,000-point pool subsample, full 10,000-image test set, "
+               "5,000 validation points held out, each step scores a random 5,000-point pool subsample, tests on a random 5,000 of the "
+               "10,000 test images (the same 5,000 for every method of a seed), "
                "200 -> 1,390 labelled (119 acquisitions, as the published CINIC-10 runs)",
                TrialConfig(dataset="cifar10_transfer", model="transfer_head", model_options={"num_features": 320}, acquisition_size=10,
                            num_samples_K=50, test_num_samples_K=50, initial_per_class=20, validation_size=5000, max_labelled=1390,
-                           pool_subsample=5000, training=replace(_cinic_base.training, validation_num_samples_K=5)),
+                           pool_subsample=5000, test_subsample=5000, training=replace(_cinic_base.training, validation_num_samples_K=5)),
                _three),
     Experiment("repeated_mnist_cpu", "Repeated MNIST on a 2-core CPU: as the paper (b=10, K=10) but each step scores a random "
                "2,000-point pool subsample (whole originals: copies stay together), tests on 2,000 test points, epochs of 2,048 samples (max 20), up to 150 labelled",
