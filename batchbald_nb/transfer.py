@@ -494,7 +494,8 @@ def load_cifar10_transfer(root=None, download: bool = False, seed: int = 0, *, r
         features[split] = cached_features(backbone, images, preprocessing, default_cache_path(cache_dir, key, f"cifar10_{split}"),
                                           chunk_size=chunk_size, progress=progress)
     y_train_N, y_test_M = torch.from_numpy(cifar10.y_train_N), torch.from_numpy(cifar10.y_test_M)
-    description = (f"CIFAR-10 ({cifar10.source}) as frozen {backbone.name} features ({backbone.num_features} per image, "
+    # no source or folder in the description: both sources give the same images (checked), so results compare across machines
+    description = (f"CIFAR-10 ({len(y_train_N):,} train, {len(y_test_M):,} test images, canonical order) as frozen {backbone.name} features ({backbone.num_features} per image, "
                    f"{resolution} px input)")
     return ActiveLearningDataset(name="cifar10_transfer", train=TensorDataset(features["train"], y_train_N),
                                  test=TensorDataset(features["test"], y_test_M), train_targets=y_train_N, num_classes=10,
