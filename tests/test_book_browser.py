@@ -6,6 +6,8 @@
 - every image loaded (figures and the widgets' pictures);
 - the widget views rendered on the pages that have widgets, and on the interactive page moving a control changes the picture;
 - every link inside the book resolves (page exists, and its #fragment too);
+- at 1280 px nothing sticks out of the text column (wide tables and code scroll inside it, printed output wraps), and no page
+  scrolls sideways;
 - nothing went to the console as an error, no request failed, and no request left 127.0.0.1 (the book reads offline).
 
 Screenshots of a few pages go to _book_screens/. Chromium is driven over the DevTools protocol on a pipe (--remote-debugging-pipe),
@@ -93,6 +95,20 @@ WAIT_AND_PROBE = r"""
     sliders: document.querySelectorAll('.widget-slider, .widget-hslider').length,
     toggleButtons: document.querySelectorAll('.widget-toggle-buttons').length,
     links: [...document.querySelectorAll('a[href]')].map(a => a.href),
+    // what sticks out of the text column (and is not inside something that scrolls sideways within it)
+    overflow: (() => {
+      const column = document.querySelector('article.bd-article') || article;
+      const right = column.getBoundingClientRect().right;
+      const scrolls = e => { for (let p = e.parentElement; p && p !== column; p = p.parentElement) {
+        const s = getComputedStyle(p).overflowX;
+        if ((s === 'auto' || s === 'scroll' || s === 'hidden') && p.getBoundingClientRect().right <= right + 1) return true; }
+        return false; };
+      return [...column.querySelectorAll('table, pre, img, .cell_output > *, mjx-container, p, li, h1, h2, h3')]
+        .filter(e => e.getBoundingClientRect().width > 0 && e.getBoundingClientRect().right > right + 1 && !scrolls(e))
+        .map(e => `${e.tagName} ${Math.round(e.getBoundingClientRect().right - right)} px: ${(e.textContent || e.src || '').slice(0, 50)}`)
+        .slice(0, 5);
+    })(),
+    pageScrollsSideways: document.documentElement.scrollWidth > window.innerWidth + 1,
   };
 })()
 """
@@ -136,7 +152,7 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def browser():
-    chromium = Chromium()
+    chromium = Chromium(width=1280)  # the issue's reading width: everything must fit the text column there
     yield chromium
     chromium.close()
 
@@ -171,6 +187,10 @@ def test_book_in_chromium(site, server, browser):
             problems.append(f"MathJax errors: {probe['mathErrors'][:5]}")
         if probe["rawMath"]:
             problems.append(f"raw TeX left in the text: {probe['rawMath']}")
+        if probe["overflow"]:
+            problems.append(f"wider than the text column at {browser.width} px: {probe['overflow']}")
+        if probe["pageScrollsSideways"]:
+            problems.append(f"the page scrolls sideways at {browser.width} px")
         broken = [i["src"] for i in probe["images"] if not i["ok"]]
         if broken:
             problems.append(f"{len(broken)} image(s) did not load: {broken[:5]}")

@@ -10,7 +10,8 @@ hands the result to jupyter-book:
    `--flags`) are not run. Results are cached under the build folder, keyed by the code cells and the package's source, so a
    rebuild after a prose edit executes nothing.
 3. **Apply nbdev's directives** to the executed notebook: `#| hide` and `#| include: false` cells are dropped; `#| echo: false`
-   hides the input, `#| output: false` the output, `#| code-fold` folds the input; `#| export`/`exporti`/`exports` cells stay
+   hides the input, `#| output: false` the output, `#| code-fold` folds the input; plumbing cells (only imports, asserts and
+   settings such as `torch.set_num_threads(1)`: `is_plumbing`) are folded too; `#| export`/`exporti`/`exports` cells stay
    visible (this is a literate book) with a note naming the module; exported functions and classes that no cell documents get a
    `show_doc` as nbdev adds them; `show_doc` inputs are hidden and their output becomes the API entry (a heading with a
    cross-reference target); backticked names of documented symbols (`get_bald_batch`) link to their entry, as nbdev's
@@ -102,6 +103,27 @@ def flag(directives: dict, name: str) -> str | None:
     "The value of a Quarto-style `name: value` directive (lower-cased), or None."
     values = directives.get(name + ":")
     return " ".join(values).strip().strip("'\"").lower() if values is not None else None
+
+
+_SETTING_CALLS = {"set_num_threads", "filterwarnings", "simplefilter", "manual_seed", "seed", "use", "set_printoptions"}
+
+
+def is_plumbing(code: str) -> bool:
+    """Whether a code cell is plumbing a reader can skip: every statement an import, an `assert` (a guard of the build, whose
+    failure would stop it) or a settings call (`torch.set_num_threads(1)`, `warnings.filterwarnings(...)`, a seed). Such cells
+    are folded in the book (the reader opens them with a click); a cell that computes or shows anything is not."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:  # IPython magics and the like: leave it as it is
+        return False
+
+    def setting(node) -> bool:
+        if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)):
+            return False
+        func = node.value.func
+        return (func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)) in _SETTING_CALLS
+
+    return bool(tree.body) and all(isinstance(n, (ast.Import, ast.ImportFrom, ast.Assert)) or setting(n) for n in tree.body)
 
 
 def tst_flags() -> set[str]:
@@ -396,6 +418,8 @@ def render_notebook(executed: dict, path: Path, api: dict[str, str], modules: di
             tags.append("remove-output")
         if flag(directives, "code-fold") in ("true", "show"):
             tags.append("hide-input" if flag(directives, "code-fold") == "true" else "nbdev-code-fold-show")
+        elif "remove-input" not in tags and not ({"export", "exporti", "exports"} & directives.keys()) and is_plumbing(code):
+            tags.append("hide-input")
         if {"export", "exporti", "exports"} & directives.keys() and module:
             tags.append("nbdev-export")
             tags.append(modules[module])
