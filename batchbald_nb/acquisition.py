@@ -21,7 +21,7 @@ from .joint_entropy import DEFAULT_MEMORY_BUDGET_BYTES, Configurations, JointEnt
 # %% auto #0
 __all__ = ['MIN_TRUSTWORTHY_SAMPLES', 'UNTRUSTWORTHY_STANDARD_ERROR', 'get_max_entropy_batch', 'get_variation_ratios_batch',
            'get_mean_std_batch', 'ACQUISITION_FUNCTIONS', 'CandidateBatch', 'as_count', 'get_bald_batch',
-           'rescoring_tolerance', 'refresh_gains', 'pick_best', 'batch_score', 'independent_generator',
+           'refresh_gains', 'pick_best', 'rescoring_tolerance', 'batch_score', 'independent_generator',
            'warn_if_untrustworthy', 'get_batchbald_batch', 'variation_ratios', 'mean_std', 'get_random_batch',
            'get_powerbald_batch', 'acquire']
 
@@ -86,11 +86,6 @@ def get_bald_batch(log_probs_N_K_C: torch.Tensor, batch_size: int, dtype=None, d
     batch_size = _check_batch_size(batch_size, len(log_probs_N_K_C))
     return _top_b(_map_chunks(bald_scores, log_probs_N_K_C, device), batch_size)
 
-# %% ../nbs/03_acquisition.ipynb #6a10cf27
-def rescoring_tolerance(dtype: torch.dtype, joint_entropy_bound: float) -> float:
-    "epsilon, a bound on |gain computed in `dtype` - gain in float64| for joint entropies up to `joint_entropy_bound` nats."
-    return 64 * torch.finfo(dtype).eps * (joint_entropy_bound + 1.0)
-
 # %% ../nbs/03_acquisition.ipynb #8fab5375
 def refresh_gains(gain_fn: Callable[[torch.Tensor], torch.Tensor], bounds_N: torch.Tensor, tolerance: float, lazy: bool = True,
                   first_block: int = 64, max_block: int = 2**16) -> torch.Tensor:
@@ -124,6 +119,12 @@ def pick_best(bounds_N: torch.Tensor, fresh_N: torch.Tensor, tolerance: float,
         bounds_N[near_n] = rescore_fn(near_n)
     best = bounds_N[near_n].argmax().item()  # the first of equal maxima: the lowest index
     return near_n[best].item(), bounds_N[near_n[best]].item()
+
+# %% ../nbs/03_acquisition.ipynb #6a10cf27
+def rescoring_tolerance(dtype: torch.dtype, joint_entropy_bound: float) -> float:
+    """epsilon, the tolerance allowed for |gain computed in `dtype` - gain in float64| for joint entropies up to `joint_entropy_bound`
+    nats: 64 machine epsilons per nat, plus one. An empirical safety margin over the measured errors, not a proven bound."""
+    return 64 * torch.finfo(dtype).eps * (joint_entropy_bound + 1.0)
 
 # %% ../nbs/03_acquisition.ipynb #c0ffee01
 def batch_score(configurations: Configurations, log_probs_K_C: torch.Tensor, conditional_entropy: float) -> tuple[float, float]:
