@@ -33,9 +33,9 @@ logger = logging.getLogger("batchbald_nb")
 
 # %% auto #0
 __all__ = ['logger', 'KNOWN_DATASETS', 'KNOWN_MODELS', 'step_seed', 'step_generator', 'LabelledPool', 'gather', 'Metrics',
-           'evaluate', 'ToyBayesianMLP', 'toy_blobs', 'TrainingConfig', 'TrainingResult', 'train_model', 'TrialConfig',
-           'write_json_atomic', 'check_device', 'environment', 'stored_config_with_defaults', 'subsample_pool',
-           'TrialLockedError', 'trial_lock', 'run_trial']
+           'evaluate', 'ToyBayesianMLP', 'toy_blobs', 'TrainingConfig', 'TrainingResult', 'epoch_order',
+           'deterministic_accuracy', 'train_model', 'TrialConfig', 'write_json_atomic', 'check_device', 'environment',
+           'stored_config_with_defaults', 'subsample_pool', 'TrialLockedError', 'trial_lock', 'run_trial']
 
 # %% ../nbs/07_active_learning.ipynb #b3cd9c2a
 _PURPOSES = {"train": 0, "pool": 1, "acquire": 2, "evaluate": 3, "score": 4}
@@ -157,12 +157,25 @@ class TrainingConfig:
     max_epochs: int = 30
     patience: int = 3
     validation_num_samples_K: int = 10
+    # "mc": validate with `validation_num_samples_K` consistent MC dropout samples; "deterministic": dropout off, one pass, as the
+    # authors' code does (`NoDropoutModel`), about K times cheaper
+    validation: str = "mc"
+    # "replacement": each epoch draws `epoch_samples` labelled points with replacement; "permutation": as the authors'
+    # `RandomFixedLengthSampler`, a random permutation of `epoch_samples` slots taken modulo the labelled set, so every point
+    # appears equally often (to within one); with fewer slots than points, one random permutation of all of them
+    epoch_sampling: str = "replacement"
 
     def validate(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if not (isinstance(value, (int, float)) and value > 0):
+            if f.name in _TRAINING_CHOICES:
+                if value not in _TRAINING_CHOICES[f.name]:
+                    raise ValueError(f"training.{f.name} must be one of {_TRAINING_CHOICES[f.name]}, got {value!r}")
+            elif isinstance(value, bool) or not (isinstance(value, (int, float)) and value > 0):
                 raise ValueError(f"training.{f.name} must be a positive number, got {value!r}")
+
+
+_TRAINING_CHOICES = {"validation": ("mc", "deterministic"), "epoch_sampling": ("replacement", "permutation")}
 
 
 @dataclass
@@ -171,6 +184,38 @@ class TrainingResult:
     best_epoch: int
     best_validation_accuracy: float
     seconds: float
+
+
+def epoch_order(num_points: int, epoch_samples: int, sampling: str, generator: torch.Generator) -> torch.Tensor:
+    "The indices of the labelled points one epoch trains on, in order (see `TrainingConfig.epoch_sampling`)."
+    if sampling == "replacement":
+        return torch.randint(0, num_points, (epoch_samples,), generator=generator)
+    if sampling == "permutation":
+        if epoch_samples < num_points:  # the authors' sampler never drops data: one pass over everything
+            return torch.randperm(num_points, generator=generator)
+        return torch.randperm(epoch_samples, generator=generator) % num_points
+    raise ValueError(f"sampling must be 'replacement' or 'permutation', got {sampling!r}")
+
+
+def deterministic_accuracy(model: BayesianModule, inputs: torch.Tensor, targets: torch.Tensor, *, batch_size: int = 512,
+                           device=None) -> float:
+    "Accuracy of `model` with every dropout layer off (p = 0, one pass): the authors' validation. The layers' p is restored after."
+    layers = model.consistent_dropout_layers()
+    saved = [layer.p for layer in layers]
+    model.eval()
+    correct = 0
+    try:
+        for layer in layers:
+            layer.p = 0.0
+        with torch.no_grad():
+            for start in range(0, len(inputs), batch_size):
+                x = inputs[start : start + batch_size].to(device or "cpu")
+                predicted = model(x, 1)[:, 0].argmax(-1).cpu()
+                correct += int((predicted == targets[start : start + batch_size].cpu()).sum())
+    finally:
+        for layer, p in zip(layers, saved):
+            layer.p = p
+    return correct / len(inputs)
 
 
 def train_model(model: BayesianModule, inputs: torch.Tensor, targets: torch.Tensor, validation_inputs: torch.Tensor,
@@ -190,14 +235,17 @@ def train_model(model: BayesianModule, inputs: torch.Tensor, targets: torch.Tens
     epochs = tqdm(range(1, config.max_epochs + 1), desc="epochs", leave=False, disable=not progress)
     for epoch in epochs:
         model.train()
-        order = torch.randint(0, len(inputs), (config.epoch_samples,), generator=generator).to(device)
+        order = epoch_order(len(inputs), config.epoch_samples, config.epoch_sampling, generator).to(device)
         for batch in order.split(config.batch_size):
             optimiser.zero_grad(set_to_none=True)
             loss = F.nll_loss(model(inputs[batch], 1).squeeze(1), targets[batch])
             loss.backward()
             optimiser.step()
-        accuracy = evaluate(model, validation_inputs, validation_targets, config.validation_num_samples_K,
-                            device=device, seed=seed + epoch).accuracy
+        if config.validation == "deterministic":
+            accuracy = deterministic_accuracy(model, validation_inputs, validation_targets, device=device)
+        else:
+            accuracy = evaluate(model, validation_inputs, validation_targets, config.validation_num_samples_K,
+                                device=device, seed=seed + epoch).accuracy
         epochs.set_postfix(validation_accuracy=f"{accuracy:.3f}")
         if accuracy > best_accuracy:
             best_accuracy, best_epoch = accuracy, epoch

@@ -39,18 +39,23 @@ def _check_images(x_B_C_H_W: torch.Tensor, channels: int, min_size: int, model: 
 class BayesianConvNet(BayesianModule):
     """Blocks of [conv (no padding), 2x2 max-pool, consistent channel dropout, relu], then [linear, consistent dropout, relu, linear].
 
-    The deterministic trunk is the first convolution and its pooling; the MC part is the rest. `image_shape` is C x H x W."""
+    The deterministic trunk is the first convolution and its pooling; the MC part is the rest. `image_shape` is C x H x W.
+    `pools` says which blocks pool (default: all); the first must."""
 
     def __init__(self, conv_channels: tuple[int, ...], kernel_size: int, hidden_units: int, num_classes: int, p: float = 0.5,
-                 image_shape: tuple[int, int, int] = (1, 28, 28)):
+                 image_shape: tuple[int, int, int] = (1, 28, 28), pools: tuple[bool, ...] | None = None):
         super().__init__()
         self.num_classes, self.image_shape = _check_num_classes(num_classes), tuple(image_shape)
+        self.pools = tuple(pools) if pools is not None else (True,) * len(conv_channels)
+        if len(self.pools) != len(conv_channels) or not self.pools[0]:
+            raise ValueError(f"pools must give one bool per convolution block ({len(conv_channels)}), the first True (the "
+                             f"deterministic trunk is the first convolution and its pooling), got {pools!r}")
         in_channels = (image_shape[0], *conv_channels[:-1])
         self.convs = nn.ModuleList(nn.Conv2d(c_in, c_out, kernel_size) for c_in, c_out in zip(in_channels, conv_channels))
         self.conv_dropouts = nn.ModuleList(ConsistentMCDropout2d(p) for _ in conv_channels)
         side = image_shape[1]
-        for _ in conv_channels:
-            side = (side - kernel_size + 1) // 2
+        for pool in self.pools:
+            side = (side - kernel_size + 1) // (2 if pool else 1)
         if side < 1:
             raise ValueError(f"{len(conv_channels)} blocks of {kernel_size}x{kernel_size} convolutions and 2x2 pooling do not fit "
                              f"{image_shape[1]}x{image_shape[2]} images")
@@ -65,8 +70,9 @@ class BayesianConvNet(BayesianModule):
 
     def mc_forward(self, h_BK_: torch.Tensor) -> torch.Tensor:
         h_BK_ = F.relu(self.conv_dropouts[0](h_BK_))
-        for conv, dropout in zip(self.convs[1:], self.conv_dropouts[1:]):
-            h_BK_ = F.relu(dropout(F.max_pool2d(conv(h_BK_), 2)))
+        for conv, dropout, pool in zip(self.convs[1:], self.conv_dropouts[1:], self.pools[1:]):
+            h_BK_ = conv(h_BK_)
+            h_BK_ = F.relu(dropout(F.max_pool2d(h_BK_, 2) if pool else h_BK_))
         h_BK_H = F.relu(self.fc1_dropout(self.fc1(h_BK_.flatten(1))))
         return self.fc2(h_BK_H)
 
@@ -81,10 +87,16 @@ class MnistBayesianCNN(BayesianConvNet):
 
 class EmnistBayesianCNN(BayesianConvNet):
     """Section 4.3: three blocks [3x3 conv 32, 64, then 128 filters; dropout; 2x2 max-pool; relu], MLP 128 -> 512 -> num_classes
-    with dropout between; p = 0.5 throughout. Input B x 1 x 28 x 28."""
+    with dropout between; p = 0.5 throughout. Input B x 1 x 28 x 28. `architecture="code"` is the authors' `emnist_model.py`, which
+    produced the published runs: the second block does not pool, so the MLP is 2048 -> 512 -> num_classes."""
 
-    def __init__(self, num_classes: int = 47, p: float = 0.5):
-        super().__init__(conv_channels=(32, 64, 128), kernel_size=3, hidden_units=512, num_classes=num_classes, p=p)
+    def __init__(self, num_classes: int = 47, p: float = 0.5, architecture: str = "text"):
+        if architecture not in ("text", "code"):
+            raise ValueError(f"architecture must be 'text' (the paper's description) or 'code' (the authors' emnist_model.py), "
+                             f"got {architecture!r}")
+        self.architecture = architecture
+        super().__init__(conv_channels=(32, 64, 128), kernel_size=3, hidden_units=512, num_classes=num_classes, p=p,
+                         pools=(True, True, True) if architecture == "text" else (True, False, True))
 
 # %% ../nbs/06_models.ipynb #434630b0
 def _vgg16_trunk() -> nn.Sequential:
