@@ -101,7 +101,8 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                              "bald_b1": {"method": "bald", "acquisition_size": 1}}),
     Experiment("emnist_paper", "EMNIST Balanced (section 4.3, figure 7): b=5, K=10, no initial set; the authors' model "
                "(emnist_model.py: two poolings, 2048 -> 512)", _as_published(_emnist_base, model_options={"architecture": "code"}), _three),
-    Experiment("cinic10_paper", "CINIC-10 (section 4.4, figure 9): VGG-16 transfer, K=50, b=10", _as_published(_cinic_base),
+    Experiment("cinic10_paper", "CINIC-10 (section 4.4, figure 9): VGG-16 transfer, K=50, b=10; the authors' model "
+               "(vgg16_cinic10_bn: BatchNorm trunk and head)", _as_published(_cinic_base, model_options={"batch_norm": True}),
                {"batchbald": {"method": "batchbald"}, "bald": {"method": "bald"}}),
     Experiment("cinic10_standin", "CINIC-10's pipeline (loader, VGG-16, K=50, b=10) on a STAND-IN, sized for one CPU core: "
                "run with --data-root pointing at a folder written by batchbald_nb.data.write_cinic10_standin (tinted MNIST "

@@ -99,31 +99,36 @@ class EmnistBayesianCNN(BayesianConvNet):
                          pools=(True, True, True) if architecture == "text" else (True, False, True))
 
 # %% ../nbs/06_models.ipynb #434630b0
-def _vgg16_trunk() -> nn.Sequential:
-    """torchvision's VGG-16 convolutional layers (configuration D, no batch norm) in torchvision's module layout, randomly
-    initialised as torchvision's `VGG` does (He-normal, fan-out; zero bias: PyTorch's default would shrink activations ~50x)."""
+def _vgg16_trunk(batch_norm: bool = False) -> nn.Sequential:
+    """torchvision's VGG-16 convolutional layers (configuration D, with BatchNorm after each convolution if `batch_norm`) in
+    torchvision's module layout, randomly initialised as torchvision's `VGG` does (He-normal, fan-out; zero bias: PyTorch's default
+    would shrink activations ~50x; BatchNorm weight 1, bias 0)."""
     from torchvision.models.vgg import cfgs, make_layers
 
-    trunk = make_layers(cfgs["D"], batch_norm=False)
+    trunk = make_layers(cfgs["D"], batch_norm=batch_norm)
     for module in trunk.modules():
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
     return trunk
 
 
-def _download_vgg16_state_dict() -> dict:
-    "torchvision's ImageNet VGG-16 weights (downloaded once into torch's hub cache)."
-    from torchvision.models import VGG16_Weights
+def _download_vgg16_state_dict(batch_norm: bool = False) -> dict:
+    "torchvision's ImageNet VGG-16 weights, `vgg16_bn` if `batch_norm` (downloaded once into torch's hub cache)."
+    from torchvision.models import VGG16_BN_Weights, VGG16_Weights
 
-    return VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=True, check_hash=True)
+    weights = VGG16_BN_Weights.IMAGENET1K_V1 if batch_norm else VGG16_Weights.IMAGENET1K_V1
+    return weights.get_state_dict(progress=True, check_hash=True)
 
 
-@functools.lru_cache(maxsize=1)
-def _pretrained_vgg16_trunk_state() -> dict:
+@functools.lru_cache(maxsize=2)
+def _pretrained_vgg16_trunk_state(batch_norm: bool = False) -> dict:
     "The trunk part of the ImageNet weights, loaded once per process; a clear error when they cannot be had."
     try:
-        state = _download_vgg16_state_dict()
+        state = _download_vgg16_state_dict(batch_norm)
     except (OSError, RuntimeError) as error:  # no network (URLError is an OSError), a truncated or corrupt file
         raise RuntimeError(
             "pretrained=True needs torchvision's ImageNet VGG-16 weights (VGG16_Weights.IMAGENET1K_V1, "
@@ -137,23 +142,27 @@ def _pretrained_vgg16_trunk_state() -> dict:
 class Vgg16Transfer(BayesianModule):
     """Section 4.4: VGG-16's convolutional trunk (ImageNet weights if `pretrained`), global average pooling to 512 features, then
     [consistent dropout(p), linear 512 -> `hidden_units`, relu, linear -> `num_classes`]. Input B x 3 x H x W, H, W >= 32 (CINIC-10:
-    32 x 32), ImageNet-normalised. `upsample_to` resizes inputs (bilinear) before the trunk, e.g. 224; default: as they are."""
+    32 x 32), ImageNet-normalised. `upsample_to` resizes inputs (bilinear) before the trunk, e.g. 224; default: as they are.
+    `batch_norm=True` is the authors' `vgg16_cinic10_bn`, which produced the published runs: the `vgg16_bn` trunk (BatchNorm after
+    every convolution, its ImageNet weights) and a BatchNorm1d between the head's linear layer and its relu."""
 
     def __init__(self, num_classes: int = 10, pretrained: bool = True, p: float = 0.5, *, hidden_units: int = 512,
-                 upsample_to: int | None = None):
+                 upsample_to: int | None = None, batch_norm: bool = False):
         super().__init__()
         self.num_classes = _check_num_classes(num_classes)
-        if not isinstance(pretrained, bool):
-            raise TypeError(f"pretrained must be a bool, got {type(pretrained).__name__} {pretrained!r}")
+        for name, value in (("pretrained", pretrained), ("batch_norm", batch_norm)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
         hidden_units = _check_positive_int(hidden_units, "hidden_units", "units of the hidden layer")
         if upsample_to is not None:
             upsample_to = _check_positive_int(upsample_to, "upsample_to", "the side inputs are resized to")
         self.upsample_to = upsample_to
-        self.features = _vgg16_trunk()
+        self.features = _vgg16_trunk(batch_norm)
         if pretrained:
-            self.features.load_state_dict(_pretrained_vgg16_trunk_state())
+            self.features.load_state_dict(_pretrained_vgg16_trunk_state(batch_norm))
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(ConsistentMCDropout(p), nn.Linear(512, hidden_units), nn.ReLU(),
+        norm = [nn.BatchNorm1d(hidden_units)] if batch_norm else []
+        self.classifier = nn.Sequential(ConsistentMCDropout(p), nn.Linear(512, hidden_units), *norm, nn.ReLU(),
                                         nn.Linear(hidden_units, num_classes))
 
     def deterministic_forward(self, x_B_3_H_W: torch.Tensor) -> torch.Tensor:
