@@ -9,7 +9,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -469,11 +471,19 @@ def _one_line(error: BaseException) -> str:
     return "; ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
 
 
+def _sigterm_as_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     """Entry point of the `batchbald-nb` command. A mistake in the arguments, the paths, the data or a results file ends it with
     one line on stderr, `batchbald-nb: error: ...`, and status 2 (argparse's own errors keep argparse's format); a trial that
     fails while running ends it with status 1, its finished steps saved for the same command to resume."""
     args = _parser().parse_args(argv)
+    # `kill` (SIGTERM) stops a run as Ctrl-C does: the pool's worker processes are stopped too (not left running their trials
+    # as orphans), and every finished step stays on disk
+    installed = threading.current_thread() is threading.main_thread()  # signal handlers can only be set there
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt) if installed else None
     try:
         return {"list": _list, "run": _run, "plot": _plot}[args.command](args)
     except (ValueError, OSError, ImportError, TrialLockedError) as e:  # ValueError includes UsageError and JSONDecodeError
@@ -488,3 +498,6 @@ def main(argv=None) -> int:
         print(f"batchbald-nb: error: a trial failed while running ({type(e).__name__}: {_one_line(e)}); every finished step is "
               "saved, and the same command resumes", file=sys.stderr)
         return 1
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

@@ -291,10 +291,11 @@ def test_ray_not_installed(tmp_path, capsys, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("processes", [1, 2])
-def test_interrupted_run_keeps_its_steps_and_resumes(finished_toy, tmp_path, processes):
-    """Ctrl-C (SIGINT) mid-trial: status 130, one last line saying so, every finished step on disk, no temporary file, and with
-    --processes no queued trial started after it; the same command then resumes every trial to the end."""
+@pytest.mark.parametrize("processes, signal_name", [(1, "SIGINT"), (2, "SIGINT"), (2, "SIGTERM")])
+def test_interrupted_run_keeps_its_steps_and_resumes(finished_toy, tmp_path, processes, signal_name):
+    """Ctrl-C (SIGINT) or `kill` (SIGTERM) mid-trial: status 130, one last line saying so, every finished step on disk, no temporary
+    file, with --processes no queued trial started after it and no worker process left running; the same command then resumes
+    every trial to the end."""
     import os
     import signal
     import time
@@ -312,8 +313,13 @@ def test_interrupted_run_keeps_its_steps_and_resumes(finished_toy, tmp_path, pro
     deadline = time.monotonic() + 180
     while proc.poll() is None and time.monotonic() < deadline and not all(steps(p) >= 2 for p in paths[:processes]):
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()]
+    proc.send_signal(getattr(signal, signal_name))
     _, err = proc.communicate(timeout=120)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in workers), "a worker process outlived the interrupted run"
     interrupted = [json.loads(p.read_text()) for p in paths[:processes]]
     assert proc.returncode == 130 and not any(t["finished"] for t in interrupted), (proc.returncode, err[-500:])
     assert err.replace("\r", "\n").strip().splitlines()[-1] == \
@@ -365,3 +371,12 @@ def test_killed_worker_process_loses_nothing(finished_toy, tmp_path):
     uninterrupted = json.loads((finished_toy / "random" / "trial_0.json").read_text())
     assert [s["acquired_indices"] for s in json.loads(paths[0].read_text())["steps"]] == \
         [s["acquired_indices"] for s in uninterrupted["steps"]]
+
+
+def _alive(pid: int) -> bool:
+    "Whether process `pid` exists and is not a zombie."
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
