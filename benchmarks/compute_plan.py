@@ -14,8 +14,9 @@ where `epochs` is the median number of epochs per step recorded by the runs (the
 our results files for a `_cpu` one; `max_epochs` where none exist). A trial is its models times that step, and the experiment is every variant's trials (a variant with a smaller `b`
 trains more models; BALD's and random's selection is counted at BatchBALD's cost, an overestimate of at most the
 selection's share of the step). Paper and CPU
-settings are timed in the same process, so their ratio holds even on a busy machine; the absolute seconds are this machine's
-under the load average the file records.
+settings are timed in the same process, so their ratio holds even on a busy machine; the seconds are CPU seconds of this process
+(`time.process_time`, one thread), so other jobs on the machine do not inflate them (they can still slow it through shared caches;
+the file records the load average).
 
 Usage: python benchmarks/compute_plan.py [--threads 1] [--out benchmarks/results/compute_plan.json]
 """
@@ -26,6 +27,7 @@ import os
 import platform
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -47,10 +49,23 @@ PAIRS = {
 STANDIN_SIZES = {"emnist_balanced_standin": (21_150, 3_525)}  # the CPU rerun's dataset differs in size from the paper's
 
 
+# The `_paper` experiments before the authors' training (chapter 07: validation with MC dropout, epochs drawn with replacement, test
+# K = 10, m = 10,000, the text's EMNIST model), the validation and epoch change alone (the same K, m and model as before), and as
+# they are now (the authors' K for testing, m = 40,000, their EMNIST model).
+_BEFORE_TRAINING = {"validation": "mc", "epoch_sampling": "replacement"}
+BEFORE_AFTER = {
+    "before": {"training": _BEFORE_TRAINING, "test_num_samples_K": 10, "num_configurations": 10_000},
+    "validation change alone": {"test_num_samples_K": 10, "num_configurations": 10_000},
+    "as published (now)": None,
+}
+
+
 def timed(fn) -> float:
-    start = time.perf_counter()
+    """CPU seconds of `fn()` in this process (torch runs single-threaded here unless --threads says otherwise): on a machine shared
+    with other jobs, wall time would measure the other jobs too."""
+    start = time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def recorded_epochs(experiment, dataset_key: str, variant: str) -> tuple[float, str]:
@@ -71,8 +86,11 @@ def recorded_epochs(experiment, dataset_key: str, variant: str) -> tuple[float, 
 
 
 def step_cost(experiment, dataset_key: str, num_classes: int, train_size: int, test_size: int, variant: str,
-              score_points: int, generator: torch.Generator) -> dict:
+              score_points: int, generator: torch.Generator, overrides: dict | None = None) -> dict:
     config = experiment.trial_config(variant, 0)
+    if overrides:  # the same experiment with some settings changed (the `_paper` experiments before the authors' training)
+        training = replace(config.training, **overrides.get("training", {}))
+        config = replace(config, **{k: v for k, v in overrides.items() if k != "training"}, training=training)
     train_size, test_size = STANDIN_SIZES.get(config.dataset, (train_size, test_size))
     torch.manual_seed(0)
     model = make_model(config.model, num_classes)
@@ -92,10 +110,9 @@ def step_cost(experiment, dataset_key: str, num_classes: int, train_size: int, t
     tested = min(test_size, config.test_subsample or test_size)
     test_s = score_s_per_point * tested * config.test_num_samples_K / K
     epochs, epochs_source = recorded_epochs(experiment, dataset_key, variant)
-    step_s = epochs * epoch_s + scored * score_s_per_point + select_s + test_s
-    initial = config.initial_per_class * num_classes
-    models = {v: math.ceil((c.max_labelled - initial) / c.acquisition_size) + 1
+    models = {v: math.ceil((c.max_labelled - config.initial_per_class * num_classes) / c.acquisition_size) + 1
               for v in experiment.variants if (c := experiment.trial_config(v, 0))}
+    step_s = epochs * epoch_s + scored * score_s_per_point + select_s + test_s
     return {"experiment": experiment.name, "variant": variant, "model": config.model, "K": K, "b": config.acquisition_size,
             "epoch_samples": config.training.epoch_samples, "validation_size": config.validation_size, "epoch_s": epoch_s,
             "epochs_per_step": epochs, "epochs_source": epochs_source, "pool_scored": scored, "score_s": scored * score_s_per_point,
@@ -113,8 +130,14 @@ def main():
     torch.set_num_threads(args.threads)
     generator = torch.Generator().manual_seed(0)
     load_start = os.getloadavg()
-    rows = []
+    rows, before_after = [], []
     for name, (dataset_key, classes, train_size, test_size, variant) in PAIRS.items():
+        paper = EXPERIMENTS[f"{name}_paper"]
+        for label, overrides in BEFORE_AFTER.items():  # in this process, so the ratios hold whatever the machine's load
+            row = step_cost(paper, dataset_key, classes, train_size, test_size, variant, args.score_points, generator,
+                            {**overrides, "model_options": {}} if overrides else None)
+            before_after.append({**row, "settings": label})
+            print(f"{row['experiment']:22} {label:26} epoch {row['epoch_s']:6.1f} s | step {row['step_s']:7.1f} s", flush=True)
         for suffix in ("paper", "cpu"):
             row = step_cost(EXPERIMENTS[f"{name}_{suffix}"], dataset_key, classes, train_size, test_size, variant,
                             args.score_points, generator)
@@ -125,7 +148,7 @@ def main():
                   f"{row['total_s'] / 3600:7.1f} h", flush=True)
     result = {"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "threads": args.threads,
               "torch": torch.__version__, "load_average_start": load_start, "load_average_end": os.getloadavg(),
-              "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows}
+              "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows, "before_after": before_after}
     Path(args.out).write_text(json.dumps(result, indent=1))
     print("wrote", args.out)
 
