@@ -11,7 +11,8 @@ hands the result to jupyter-book:
    rebuild after a prose edit executes nothing.
 3. **Apply nbdev's directives** to the executed notebook: `#| hide` and `#| include: false` cells are dropped; `#| echo: false`
    hides the input, `#| output: false` the output, `#| code-fold` folds the input; plumbing cells (only imports, asserts and
-   settings such as `torch.set_num_threads(1)`: `is_plumbing`) are folded too; `#| export`/`exporti`/`exports` cells stay
+   settings such as `torch.set_num_threads(1)`: `is_plumbing`) are folded too, and so is a chapter's first code cell when it
+   starts with imports (its setup: imports, then loading); `#| export`/`exporti`/`exports` cells stay
    visible (this is a literate book) with a note naming the module; exported functions and classes that no cell documents get a
    `show_doc` as nbdev adds them; `show_doc` inputs are hidden and their output becomes the API entry (a heading with a
    cross-reference target); backticked names of documented symbols (`get_bald_batch`) link to their entry, as nbdev's
@@ -124,6 +125,15 @@ def is_plumbing(code: str) -> bool:
         return (func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)) in _SETTING_CALLS
 
     return bool(tree.body) and all(isinstance(n, (ast.Import, ast.ImportFrom, ast.Assert)) or setting(n) for n in tree.body)
+
+
+def starts_with_imports(code: str) -> bool:
+    "Whether a code cell's first statement is an import: a chapter's setup cell (imports, then loading its data) when it comes first."
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return False
+    return bool(tree.body) and isinstance(tree.body[0], (ast.Import, ast.ImportFrom))
 
 
 def tst_flags() -> set[str]:
@@ -384,7 +394,7 @@ def render_notebook(executed: dict, path: Path, api: dict[str, str], modules: di
     notebook = copy.deepcopy(executed)
     notebook["cells"] = title_cells(notebook, path)
     module = module_of(notebook)
-    cells, labelled = [], False
+    cells, labelled, setup_seen = [], False, False
     for cell in notebook["cells"]:
         metadata = {k: v for k, v in cell.get("metadata", {}).items() if k in ("tags",)}
         tags = [t for t in metadata.get("tags", []) if t != "skip-execution"]
@@ -418,8 +428,11 @@ def render_notebook(executed: dict, path: Path, api: dict[str, str], modules: di
             tags.append("remove-output")
         if flag(directives, "code-fold") in ("true", "show"):
             tags.append("hide-input" if flag(directives, "code-fold") == "true" else "nbdev-code-fold-show")
-        elif "remove-input" not in tags and not ({"export", "exporti", "exports"} & directives.keys()) and is_plumbing(code):
-            tags.append("hide-input")
+        elif "remove-input" not in tags and not ({"export", "exporti", "exports"} & directives.keys()) and (
+                is_plumbing(code) or (not setup_seen and starts_with_imports(code))):
+            tags.append("hide-input")  # plumbing, or the chapter's setup cell (imports and loading): folded, a click away
+        if not ({"export", "exporti", "exports"} & directives.keys()):
+            setup_seen = True
         if {"export", "exporti", "exports"} & directives.keys() and module:
             tags.append("nbdev-export")
             tags.append(modules[module])
