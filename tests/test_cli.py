@@ -313,7 +313,7 @@ def test_interrupted_run_keeps_its_steps_and_resumes(finished_toy, tmp_path, pro
     deadline = time.monotonic() + 180
     while proc.poll() is None and time.monotonic() < deadline and not all(steps(p) >= 2 for p in paths[:processes]):
         time.sleep(0.05)
-    workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()]
+    workers = _children(proc.pid) if processes > 1 else []  # a file read, not a subprocess: the trials keep running meanwhile
     proc.send_signal(getattr(signal, signal_name))
     _, err = proc.communicate(timeout=120)
     deadline = time.monotonic() + 30
@@ -371,6 +371,12 @@ def test_killed_worker_process_loses_nothing(finished_toy, tmp_path):
     uninterrupted = json.loads((finished_toy / "random" / "trial_0.json").read_text())
     assert [s["acquired_indices"] for s in json.loads(paths[0].read_text())["steps"]] == \
         [s["acquired_indices"] for s in uninterrupted["steps"]]
+
+
+def _children(pid: int) -> list[int]:
+    "The process ids of `pid`'s children (Linux: /proc/<pid>/task/*/children)."
+    from pathlib import Path as _Path
+    return [int(c) for task in _Path(f"/proc/{pid}/task").glob("*") for c in (task / "children").read_text().split()]
 
 
 def _alive(pid: int) -> bool:

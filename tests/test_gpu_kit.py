@@ -85,10 +85,15 @@ def test_interrupted_run_resumes_instead_of_restarting(dry_run):
     first = gpu_session.trial_files(work / "first" / "results" / "toy")
     second = gpu_session.trial_files(work / "second" / "results" / "toy")
     assert sorted(first) == sorted(second) == [("bald", 0), ("batchbald", 0)]
-    for key, path in first.items():
-        before, after = json.loads(path.read_text()), json.loads(second[key].read_text())
-        assert not before["finished"] and 1 <= len(before["steps"]) < len(after["steps"]) and after["finished"]
-        assert after["steps"][: len(before["steps"])] == before["steps"]  # measured seconds included: kept, not recomputed
+    histories = {key: (json.loads(path.read_text()), json.loads(second[key].read_text())) for key, path in first.items()}
+    # the first pass stops once every trial has a step on disk; on a loaded machine one trial may finish before the other starts
+    assert any(not before["finished"] for before, _ in histories.values()), "the first pass interrupted no trial"
+    for before, after in histories.values():
+        assert after["finished"] and after["steps"][: len(before["steps"])] == before["steps"]  # kept, timings included
+        if before["finished"]:
+            assert after == before  # a trial the first pass finished is not run again
+        else:
+            assert 1 <= len(before["steps"]) < len(after["steps"])
 
 
 # ------------------------------------------------------------------------------------------------------------------- the pieces
