@@ -309,7 +309,10 @@ def test_interrupted_run_keeps_its_steps_and_resumes(finished_toy, tmp_path, pro
     def steps(path: Path) -> int:
         return len(json.loads(path.read_text())["steps"]) if path.exists() else 0
 
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # SIGINT back to its default in the child: a shell that starts pytest in the background (`make test &`) has it ignored, and an
+    # ignored SIGINT is inherited, so the run would never see the Ctrl-C this test sends
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 180
     while proc.poll() is None and time.monotonic() < deadline and not all(steps(p) >= 2 for p in paths[:processes]):
         time.sleep(0.05)
@@ -334,7 +337,7 @@ def test_interrupted_run_keeps_its_steps_and_resumes(finished_toy, tmp_path, pro
     assert [s["acquired_indices"] for s in resumed["steps"]] == [s["acquired_indices"] for s in uninterrupted["steps"]]
 
 
-@pytest.mark.skipif(shutil.which("pgrep") is None or not Path("/proc/self").exists(), reason="finds the workers with pgrep and /proc")
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="finds the workers in /proc")
 def test_killed_worker_process_loses_nothing(finished_toy, tmp_path):
     """A worker killed from outside (the OOM killer, kill -9) ends the run with status 1 and one error line saying so, no
     traceback; the other trials stop after their last written step, the queued one never starts, and the same command resumes.
@@ -355,9 +358,11 @@ def test_killed_worker_process_loses_nothing(finished_toy, tmp_path):
     deadline = time.monotonic() + 180
     while proc.poll() is None and time.monotonic() < deadline and not all(steps(p) >= 2 for p in paths[:2]):
         time.sleep(0.05)
-    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    children = _children(proc.pid)  # a file read, not a subprocess: quick, while the trials run on
     workers = [pid for pid in children if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
     assert len(workers) == 2, children
+    # on an idle machine a toy trial can finish between the last look and the kill; its worker then starts the queued trial
+    finished_before_kill = any(p.exists() and json.loads(p.read_text())["finished"] for p in paths[:2])
     os.kill(int(workers[0]), signal.SIGKILL)
     _, err = proc.communicate(timeout=120)
     errors = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("batchbald-nb")]
@@ -365,7 +370,8 @@ def test_killed_worker_process_loses_nothing(finished_toy, tmp_path):
     assert errors == ["batchbald-nb: error: a trial failed while running (BrokenProcessPool: A process in the process pool was "
                       "terminated abruptly while the future was running or pending.); every finished step is saved, and the "
                       "same command resumes"]
-    assert all(steps(p) >= 2 for p in paths[:2]) and not paths[2].exists() and not list(tmp_path.rglob("*.tmp"))
+    assert all(steps(p) >= 2 for p in paths[:2]) and not list(tmp_path.rglob("*.tmp"))
+    assert finished_before_kill or not paths[2].exists()  # the queued trial never starts after the kill
     subprocess.run(argv, check=True, capture_output=True, env=env)
     assert all(json.loads(p.read_text())["finished"] for p in paths)
     uninterrupted = json.loads((finished_toy / "random" / "trial_0.json").read_text())
