@@ -197,25 +197,17 @@ def epoch_order(num_points: int, epoch_samples: int, sampling: str, generator: t
     raise ValueError(f"sampling must be 'replacement' or 'permutation', got {sampling!r}")
 
 
-def deterministic_accuracy(model: BayesianModule, inputs: torch.Tensor, targets: torch.Tensor, *, batch_size: int = 512,
-                           device=None) -> float:
-    "Accuracy of `model` with every dropout layer off (p = 0, one pass): the authors' validation. The layers' p is restored after."
+def deterministic_accuracy(model: BayesianModule, inputs: torch.Tensor, targets: torch.Tensor, *, device=None) -> float:
+    "Accuracy of `model` with every dropout layer off (p = 0: one pass, `evaluate` with K = 1): the authors' validation."
     layers = model.consistent_dropout_layers()
     saved = [layer.p for layer in layers]
-    model.eval()
-    correct = 0
     try:
         for layer in layers:
             layer.p = 0.0
-        with torch.no_grad():
-            for start in range(0, len(inputs), batch_size):
-                x = inputs[start : start + batch_size].to(device or "cpu")
-                predicted = model(x, 1)[:, 0].argmax(-1).cpu()
-                correct += int((predicted == targets[start : start + batch_size].cpu()).sum())
-    finally:
+        return evaluate(model, inputs, targets, 1, device=device).accuracy
+    finally:  # the layers' p is restored however the pass ends
         for layer, p in zip(layers, saved):
             layer.p = p
-    return correct / len(inputs)
 
 
 def train_model(model: BayesianModule, inputs: torch.Tensor, targets: torch.Tensor, validation_inputs: torch.Tensor,

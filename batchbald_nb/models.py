@@ -94,9 +94,9 @@ class EmnistBayesianCNN(BayesianConvNet):
         if architecture not in ("text", "code"):
             raise ValueError(f"architecture must be 'text' (the paper's description) or 'code' (the authors' emnist_model.py), "
                              f"got {architecture!r}")
-        self.architecture = architecture
         super().__init__(conv_channels=(32, 64, 128), kernel_size=3, hidden_units=512, num_classes=num_classes, p=p,
                          pools=(True, True, True) if architecture == "text" else (True, False, True))
+        self.architecture = architecture
 
 # %% ../nbs/06_models.ipynb #434630b0
 def _vgg16_trunk(batch_norm: bool = False) -> nn.Sequential:
