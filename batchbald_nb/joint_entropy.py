@@ -16,8 +16,8 @@ from .entropy import check_log_probs
 # %% auto #0
 __all__ = ['DEFAULT_MEMORY_BUDGET_BYTES', 'CPU_TILE_ELEMENTS', 'TILE_ROWS', 'joint_entropy_enumerated', 'extend_log_joint_probs',
            'enumerate_log_joint_probs', 'joint_entropy_exact', 'Configurations', 'stratified_sample_indices',
-           'sample_configurations', 'add_point', 'JointEntropyKernel', 'joint_entropies_with_candidates',
-           'batchbald_score_exact']
+           'sample_configurations', 'add_point', 'sample_configurations_afresh', 'JointEntropyKernel',
+           'joint_entropies_with_candidates', 'batchbald_score_exact']
 
 # %% ../nbs/01_joint_entropy.ipynb #24532174
 def joint_entropy_enumerated(log_probs_B_K_C: torch.Tensor) -> float:
@@ -145,6 +145,27 @@ def add_point(configurations: Configurations, log_probs_K_C: torch.Tensor, num_s
         possible_M = log_joint_probs_M_K.max(dim=1).values > -math.inf
         return Configurations(log_joint_probs_M_K[possible_M], sampled=False)
     return sample_configurations(configurations, log_probs_K_C, num_samples, generator)
+
+# %% ../nbs/01_joint_entropy.ipynb #f7e5a002
+import numbers
+
+
+def sample_configurations_afresh(log_probs_n_K_C: torch.Tensor, num_samples: int,
+                                 generator: torch.Generator | None = None) -> Configurations:
+    """`num_samples` (m) configurations of the n points of `log_probs_n_K_C`, each drawn anew from p(y_1:n): its parameter sample j
+    stratified as `stratified_sample_indices` draws it, then every point's label independently from p(y_i | w_j). Sampled
+    `Configurations` (log p(y_config | w_j) in float64, m x K, and each row's j), like those `add_point` extends one label at a time."""
+    check_log_probs(log_probs_n_K_C, "log_probs_n_K_C")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral) or num_samples < 1:
+        raise ValueError(f"num_samples (the number of configurations m) must be a whole number >= 1, got {num_samples!r}")
+    K = log_probs_n_K_C.shape[1]
+    device = log_probs_n_K_C.device
+    sample_index_M = stratified_sample_indices(K, int(num_samples), generator).to(device)
+    log_joint_probs_M_K = torch.zeros(int(num_samples), K, dtype=torch.float64, device=device)
+    for log_probs_K_C in log_probs_n_K_C.double():  # every label of a configuration given the same w_j, its own
+        label_M = _categorical(log_probs_K_C.exp()[sample_index_M], generator)
+        log_joint_probs_M_K += log_probs_K_C.T[label_M]
+    return Configurations(log_joint_probs_M_K, sampled=True, sample_index_M=sample_index_M)
 
 # %% ../nbs/01_joint_entropy.ipynb #19437503
 DEFAULT_MEMORY_BUDGET_BYTES = 256 * 2**20
