@@ -100,7 +100,7 @@ class Metrics:
 
 
 def evaluate(model: BayesianModule, inputs: torch.Tensor, targets: torch.Tensor, num_samples_K: int, *,
-             batch_size: int = 512, device=None, seed: int = 0) -> Metrics:
+             batch_size: int | None = None, device=None, seed: int = 0) -> Metrics:
     "Accuracy and NLL of `model` on `inputs`/`targets` with `num_samples_K` MC samples (consistent masks, seeded)."
     log_probs_N_K_C = predict_log_probs_N_K_C(model, inputs, num_samples_K, batch_size=batch_size, device=device,
                                               generator_seed=seed, progress=False)

@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['ConsistentMCDropout', 'ConsistentMCDropout2d', 'BayesianModule', 'predict_log_probs_N_K_C']
+__all__ = ['CPU_ROWS_PER_PASS', 'ACCELERATOR_INPUTS_PER_PASS', 'ConsistentMCDropout', 'ConsistentMCDropout2d', 'BayesianModule',
+           'scoring_batch_size', 'predict_log_probs_N_K_C']
 
 # %% ../nbs/04_consistent_mc_dropout.ipynb #b0a4faaf
 def _check_positive_int(value, name: str, meaning: str) -> int:
@@ -164,26 +165,41 @@ def _input_batches(data, batch_size: int):
     raise TypeError(f"data must be a torch.Tensor of inputs or a map-style torch Dataset with a length, got {type(data).__name__}")
 
 
-def predict_log_probs_N_K_C(model: BayesianModule, data, num_samples_K: int, *, batch_size: int = 256, device=None,
+CPU_ROWS_PER_PASS = 256  # inputs x K rows per forward pass on a CPU: a performance choice, measured in chapter 14
+ACCELERATOR_INPUTS_PER_PASS = 256  # inputs per pass elsewhere (a GPU wants large passes)
+
+
+def scoring_batch_size(num_samples_K: int, device=None) -> int:
+    """Inputs per forward pass when `batch_size` is None: on a CPU about `CPU_ROWS_PER_PASS` rows (inputs x K), at least one
+    input, so that a pass stays in the caches; on any other device `ACCELERATOR_INPUTS_PER_PASS` inputs."""
+    if torch.device(device if device is not None else "cpu").type == "cpu":
+        return max(1, CPU_ROWS_PER_PASS // num_samples_K)
+    return ACCELERATOR_INPUTS_PER_PASS
+
+
+def predict_log_probs_N_K_C(model: BayesianModule, data, num_samples_K: int, *, batch_size: int | None = None, device=None,
                             generator_seed: int | None = None, progress: bool = True, consistent: bool = True) -> torch.Tensor:
     """log p(y | x_n, w_k) for every input of `data` (a tensor of inputs, or a Dataset of x or (x, y) items) under K MC dropout
     samples: N x K x C, float32, on the CPU.
 
     The masks are drawn once for the whole pool (from `generator_seed`, or torch's global RNG when None), so sample k is the same
-    function for every input, whatever `batch_size`. `consistent=False` draws new masks for every batch: a broken variant for
-    demonstrations, which the active-learning loop never uses.
+    function for every input, whatever `batch_size` (inputs per forward pass; None: `scoring_batch_size`, chapter 14).
+    `consistent=False` draws new masks for every batch: a broken variant for demonstrations, which the active-learning loop never
+    uses.
     Runs on `device` (default: the model's) without gradients; the model's mode and device are restored afterwards."""
     if not isinstance(model, BayesianModule):
         raise TypeError(f"model must be a BayesianModule (forward(x, num_samples_K) -> log_probs_B_K_C), got {type(model).__name__}")
     num_samples_K = _check_positive_int(num_samples_K, "num_samples_K", "the number of MC dropout samples")
-    batch_size = _check_positive_int(batch_size, "batch_size", "inputs per forward pass")
+    if batch_size is not None:
+        batch_size = _check_positive_int(batch_size, "batch_size", "inputs per forward pass, or None for the default")
     if generator_seed is not None and (isinstance(generator_seed, bool) or not isinstance(generator_seed, int)):
         raise TypeError(f"generator_seed must be an int or None, got {type(generator_seed).__name__} {generator_seed!r}")
+    original_device, was_training = _model_device(model), model.training
+    device = original_device if device is None else torch.device(device)
+    batch_size = batch_size or scoring_batch_size(num_samples_K, device)
     num_inputs, batches = _input_batches(data, batch_size)
     if num_inputs == 0:
         raise ValueError("data is empty: there is no pool to score")
-    original_device, was_training = _model_device(model), model.training
-    device = original_device if device is None else torch.device(device)
     generator = None if generator_seed is None else torch.Generator().manual_seed(generator_seed)
     log_probs_N_K_C = None
     try:

@@ -131,11 +131,32 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                "2,000 test points, epochs of 2,048 samples (max 20), up to 150 labelled",
                replace(_mnist_base, num_samples_K=20, max_labelled=150),
                _cpu_variants({"batchbald_b10": {"method": "batchbald"}, "bald_b10": {"method": "bald"}}, **_cpu), num_trials=5),
+    Experiment("mnist_k100_cpu", "MNIST at the paper's K=100 (table 1), on a 2-core CPU: the authors' training as `mnist_paper` "
+               "(dropout-off validation on 1,024 points, balanced-permutation epochs of 5,056 samples, max 30, patience 3; K=100 for the "
+               "test; m=40,000), BatchBALD b=10 vs BALD b=10, 20 -> 300 labelled; only the pool and the test set are subsampled: "
+               "each step scores a random 2,000-point pool subsample and tests on a fixed random 2,000 of the 10,000 test images",
+               replace(_as_published(_mnist_base), pool_subsample=2000, test_subsample=2000),
+               {"batchbald_b10": {"method": "batchbald"}, "bald_b10": {"method": "bald"}}),
+    Experiment("repeated_mnist_pool20k", "Repeated MNIST as `repeated_mnist_cpu` in every setting but one: each step scores a random "
+               "20,000-point pool subsample (whole originals) instead of 2,000, to test whether the small subsample explains the "
+               "copies BatchBALD takes within a batch; BatchBALD and BALD, 20 -> 150 labelled",
+               replace(_repeated_base, max_labelled=150),
+               _cpu_variants({"batchbald": {"method": "batchbald"}, "bald": {"method": "bald"}}, **{**_cpu, "pool_subsample": 20_000}),
+               num_trials=3),
     Experiment("emnist_cpu", "EMNIST Balanced stand-in on a 2-core CPU: b=5, K=10, no initial set, 1,000-point pool subsample, "
                "2,000 test points, 1,024 validation points, 1,024-sample epochs (max 10), up to 100 labelled",
                replace(_emnist_base, dataset="emnist_balanced_standin", validation_size=1024, max_labelled=100),
                _cpu_variants(_three, pool_subsample=1000, test_subsample=2000,
                              training=asdict(replace(_cpu_training, epoch_samples=1024, max_epochs=10))), num_trials=3),
+    Experiment("emnist_authors_cpu", "EMNIST Balanced stand-in on a 2-core CPU, trained as the authors' code trained the published "
+               "runs (as `emnist_paper`: their emnist_model.py, two poolings and 2048 -> 512; validation with dropout off; "
+               "balanced-permutation epochs; m=40,000): b=5, K=10, no initial set, each step scores a random 2,000-point pool "
+               "subsample and tests on a fixed random 2,000 test points, 1,024 validation points, 1,024-sample epochs (max 20, "
+               "patience 3), 0 -> 200 labelled (40 acquisitions)",
+               replace(_as_published(_emnist_base, model_options={"architecture": "code"}), dataset="emnist_balanced_standin",
+                       validation_size=1024, max_labelled=200),
+               _cpu_variants(_three, pool_subsample=2000, test_subsample=2000,
+                             training=asdict(replace(_as_published(_emnist_base).training, epoch_samples=1024, max_epochs=20)))),
     Experiment("readme", "The README's main job: Repeated MNIST, BatchBALD vs BALD vs random, b=10, K=10, 1,000-point pool "
                "subsample per step (whole originals: copies stay together), 1,000 test points, 512 validation points, epochs of 1,024 samples (max 10), 20 -> 60 labelled, "
                "one trial", replace(_repeated_base, validation_size=512, max_labelled=60),

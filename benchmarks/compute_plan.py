@@ -46,6 +46,13 @@ PAIRS = {
     "mnist": ("mnist", 10, 60_000, 10_000, "batchbald_b10"),
     "emnist": ("emnist", 47, 112_800, 18_800, "batchbald"),
 }
+# The CPU experiments that make issue 12's evidence, planned before they ran: (name, the pair above they belong to, the experiment
+# whose recorded epochs per step stand in until they have runs of their own)
+EVIDENCE = [
+    ("mnist_k100_cpu", "mnist", "mnist_paper"),  # the authors' training and K: the paper's runs' epochs
+    ("repeated_mnist_pool20k", "repeated_mnist", "repeated_mnist_cpu"),  # repeated_mnist_cpu's training
+    ("emnist_authors_cpu", "emnist", "emnist_cpu"),  # 1,024-sample epochs as emnist_cpu (its max of 10 epochs was reached: a floor)
+]
 STANDIN_SIZES = {"emnist_balanced_standin": (21_150, 3_525)}  # the CPU rerun's dataset differs in size from the paper's
 
 
@@ -53,9 +60,12 @@ STANDIN_SIZES = {"emnist_balanced_standin": (21_150, 3_525)}  # the CPU rerun's 
 # K = 10, m = 10,000, the text's EMNIST model), the validation and epoch change alone (the same K, m and model as before), and as
 # they are now (the authors' K for testing, m = 40,000, their EMNIST model).
 _BEFORE_TRAINING = {"validation": "mc", "epoch_sampling": "replacement"}
+# The scoring pass before `scoring_batch_size` took 256 inputs per forward pass (chapter 14): "before" and "validation change alone"
+# score that way, so the third row adds what the scoring pass's batch size saves.
 BEFORE_AFTER = {
-    "before": {"training": _BEFORE_TRAINING, "test_num_samples_K": 10, "num_configurations": 10_000},
-    "validation change alone": {"test_num_samples_K": 10, "num_configurations": 10_000},
+    "before": {"training": _BEFORE_TRAINING, "test_num_samples_K": 10, "num_configurations": 10_000, "scoring_batch_size": 256},
+    "validation change alone": {"test_num_samples_K": 10, "num_configurations": 10_000, "scoring_batch_size": 256},
+    "validation and scoring-pass changes": {"test_num_samples_K": 10, "num_configurations": 10_000},
     "as published (now)": None,
 }
 
@@ -68,8 +78,11 @@ def timed(fn) -> float:
     return time.process_time() - start
 
 
-def recorded_epochs(experiment, dataset_key: str, variant: str) -> tuple[float, str]:
-    "Median epochs per step as the runs recorded them, and where the number comes from."
+def recorded_epochs(experiment, dataset_key: str, variant: str, like: str | None = None) -> tuple[float, str]:
+    """Median epochs per step as the runs recorded them, and where the number comes from. An experiment without runs of its own
+    takes them from the experiment named by `like` (one that trains the same way)."""
+    if like is not None and not (ROOT / "results" / experiment.name).is_dir():
+        return recorded_epochs(EXPERIMENTS[like], dataset_key, variant)
     if experiment.name.endswith("_paper"):
         method = experiment.variants[variant]["method"]
         runs = paper_runs(dataset_key, method, K=experiment.base.num_samples_K, b=experiment.base.acquisition_size)
@@ -86,8 +99,10 @@ def recorded_epochs(experiment, dataset_key: str, variant: str) -> tuple[float, 
 
 
 def step_cost(experiment, dataset_key: str, num_classes: int, train_size: int, test_size: int, variant: str,
-              score_points: int, generator: torch.Generator, overrides: dict | None = None) -> dict:
+              score_points: int, generator: torch.Generator, overrides: dict | None = None, like: str | None = None) -> dict:
     config = experiment.trial_config(variant, 0)
+    overrides = dict(overrides or {})
+    scoring_batch = overrides.pop("scoring_batch_size", None)  # None: the package's default
     if overrides:  # the same experiment with some settings changed (the `_paper` experiments before the authors' training)
         training = replace(config.training, **overrides.get("training", {}))
         config = replace(config, **{k: v for k, v in overrides.items() if k != "training"}, training=training)
@@ -102,14 +117,15 @@ def step_cost(experiment, dataset_key: str, num_classes: int, train_size: int, t
     scored = min(pool, config.pool_subsample or pool)
     K = config.num_samples_K
     inputs = x(score_points)
-    score_s_per_point = timed(lambda: predict_log_probs_N_K_C(model, inputs, K, progress=False, generator_seed=0)) / score_points
+    score_s_per_point = timed(lambda: predict_log_probs_N_K_C(model, inputs, K, batch_size=scoring_batch, progress=False,
+                                                                        generator_seed=0)) / score_points
     select_N = min(scored, 10_000)
     log_probs_N_K_C = torch.log_softmax(3 * torch.randn(select_N, K, num_classes, generator=generator), dim=-1)
     select_s = timed(lambda: get_batchbald_batch(log_probs_N_K_C, config.acquisition_size, config.num_configurations,
                                                  generator=torch.Generator().manual_seed(0))) * scored / select_N
     tested = min(test_size, config.test_subsample or test_size)
     test_s = score_s_per_point * tested * config.test_num_samples_K / K
-    epochs, epochs_source = recorded_epochs(experiment, dataset_key, variant)
+    epochs, epochs_source = recorded_epochs(experiment, dataset_key, variant, like)
     models = {v: math.ceil((c.max_labelled - config.initial_per_class * num_classes) / c.acquisition_size) + 1
               for v in experiment.variants if (c := experiment.trial_config(v, 0))}
     step_s = epochs * epoch_s + scored * score_s_per_point + select_s + test_s
@@ -150,6 +166,15 @@ def main():
                   f"{row['score_s']:7.1f} s | select {row['select_s']:6.1f} s | test {row['test_s']:5.1f} s | step {row['step_s']:7.1f} s | "
                   f"trial ({row['models_per_trial']} models) {row['trial_s'] / 3600:6.2f} h | all {row['variants']}x{row['trials']} "
                   f"{row['total_s'] / 3600:7.1f} h", flush=True)
+    for name, pair, like in EVIDENCE:
+        dataset_key, classes, train_size, test_size, _ = PAIRS[pair]
+        experiment = EXPERIMENTS[name]
+        variant = next(iter(experiment.variants))  # BatchBALD: the others share model, K and training, and skip its selection
+        row = step_cost(experiment, dataset_key, classes, train_size, test_size, variant, args.score_points, generator, like=like)
+        rows.append(row)
+        print(f"{name:22} epoch {row['epoch_s']:5.1f} s x {row['epochs_per_step']:4.1f} | score {row['pool_scored']:6,} pts "
+              f"{row['score_s']:6.1f} s | select {row['select_s']:5.1f} s | test {row['test_s']:5.1f} s | step {row['step_s']:6.1f} s | "
+              f"trial {row['trial_s'] / 3600:5.2f} h | all {row['total_s'] / 3600:5.1f} h", flush=True)
     result = {"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "threads": args.threads,
               "torch": torch.__version__, "load_average_start": load_start, "load_average_end": os.getloadavg(),
               "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows, "before_after": before_after}

@@ -10,3 +10,5 @@ $PY benchmarks/kernel_study.py          # ~10 min: dtype policy errors, kernel s
 $PY benchmarks/run_benchmarks.py        # ~1.5 h: the five configurations, ours vs batchbald_redux 2.0.5
 $PY benchmarks/run_benchmarks.py --suite memory    # ~2 min: a 1,000,000-point pool
 $PY benchmarks/run_benchmarks.py --suite scaling   # ~45 min: time against N, K, C and b
+$PY benchmarks/tile_size.py             # ~1 min: the kernel tile size and q log q
+$PY benchmarks/scoring_batch.py         # ~5 min: inputs per MC dropout forward pass on a CPU
