@@ -169,11 +169,12 @@ CPU_ROWS_PER_PASS = 256  # inputs x K rows per forward pass on a CPU: a performa
 ACCELERATOR_INPUTS_PER_PASS = 256  # inputs per pass elsewhere (a GPU wants large passes)
 
 
-def scoring_batch_size(num_samples_K: int, device=None) -> int:
-    """Inputs per forward pass when `batch_size` is None: on a CPU about `CPU_ROWS_PER_PASS` rows (inputs x K), at least one
-    input, so that a pass stays in the caches; on any other device `ACCELERATOR_INPUTS_PER_PASS` inputs."""
+def scoring_batch_size(num_samples_K: int, device=None, model: nn.Module | None = None) -> int:
+    """Inputs per forward pass when `batch_size` is None: on a CPU about the model's `cpu_rows_per_pass` rows (inputs x K; default
+    `CPU_ROWS_PER_PASS`, which keeps a convolutional pass in the caches; a small MLP head, whose rows cost little, asks for more),
+    at least one input; on any other device `ACCELERATOR_INPUTS_PER_PASS` inputs."""
     if torch.device(device if device is not None else "cpu").type == "cpu":
-        return max(1, CPU_ROWS_PER_PASS // num_samples_K)
+        return max(1, getattr(model, "cpu_rows_per_pass", CPU_ROWS_PER_PASS) // num_samples_K)
     return ACCELERATOR_INPUTS_PER_PASS
 
 
@@ -196,7 +197,7 @@ def predict_log_probs_N_K_C(model: BayesianModule, data, num_samples_K: int, *, 
         raise TypeError(f"generator_seed must be an int or None, got {type(generator_seed).__name__} {generator_seed!r}")
     original_device, was_training = _model_device(model), model.training
     device = original_device if device is None else torch.device(device)
-    batch_size = batch_size or scoring_batch_size(num_samples_K, device)
+    batch_size = batch_size or scoring_batch_size(num_samples_K, device, model)
     num_inputs, batches = _input_batches(data, batch_size)
     if num_inputs == 0:
         raise ValueError("data is empty: there is no pool to score")

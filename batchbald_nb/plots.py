@@ -26,8 +26,9 @@ __all__ = ['PAPER_RUNS_FILE', 'METHOD_COLORS', 'paper_provenance', 'paper_runs',
            'nearest_percentile', 'points_to_first', 'points_to_accuracy', 'trials_limit', 'format_points',
            'points_to_accuracy_table', 'quartile_curves', 'plot_learning_curves', 'plot_paper', 'seconds_to_accuracy',
            'elapsed_seconds', 'time_to_accuracy', 'plot_accuracy_against_time', 'quartiles_at', 'accuracy_at_table',
-           'load_experiment', 'load_experiment_info', 'recorded_compute', 'plot_experiment', 'acquired_class_entropy',
-           'class_entropy_curve', 'plot_class_entropy', 'plot_class_histogram']
+           'paired_differences', 'sign_test_p', 'paired_summary', 'load_experiment', 'load_experiment_info',
+           'recorded_compute', 'plot_experiment', 'acquired_class_entropy', 'class_entropy_curve', 'plot_class_entropy',
+           'plot_class_histogram']
 
 # %% ../nbs/09_plots.ipynb #063d548f
 PAPER_RUNS_FILE = Path(str(resources.files("batchbald_nb") / "reference" / "paper_runs_compact.json.gz"))
@@ -362,6 +363,42 @@ def accuracy_at_table(rows: dict[str, list[dict]], sizes, metric: str = "accurac
             cells.append(" / ".join(f"{q:.1%}" if metric == "accuracy" else f"{q:.3g}" for q in quartiles) + f" ({count})" if quartiles else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+# %% ../nbs/09_plots.ipynb #5e4bca6d
+def _value_at(trial: dict, num_labelled: int, metric: str) -> float | None:
+    curve = learning_curve(trial, metric)
+    hit = np.flatnonzero(curve["num_labelled"] == num_labelled)
+    return float(curve[metric][hit[0]]) if len(hit) else None
+
+
+def paired_differences(trials_a: list[dict], trials_b: list[dict], num_labelled: int, metric: str = "accuracy") -> dict[int, float]:
+    "{seed: metric of a minus metric of b at `num_labelled`} over the seeds both have a model at that size, in seed order."
+    by_seed_b = {t["config"]["seed"]: t for t in trials_b}
+    out = {}
+    for trial in sorted(trials_a, key=lambda t: t["config"]["seed"]):
+        seed = trial["config"]["seed"]
+        if seed in by_seed_b:
+            a, b = _value_at(trial, num_labelled, metric), _value_at(by_seed_b[seed], num_labelled, metric)
+            if a is not None and b is not None:
+                out[seed] = a - b
+    return out
+
+
+def sign_test_p(wins: int, n: int) -> float:
+    "Two-sided exact sign test: the probability of a split at least this uneven in `n` untied pairs if either side were equally likely to win."
+    k = max(wins, n - wins)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n) if n else float("nan")
+
+
+def paired_summary(trials_a: list[dict], trials_b: list[dict], num_labelled: int, metric: str = "accuracy") -> dict:
+    "Seeds, a ahead / behind / tied, mean difference and its standard error, sign test p, for a minus b at `num_labelled`."
+    d = paired_differences(trials_a, trials_b, num_labelled, metric)
+    values = np.array(list(d.values()))
+    ahead, behind = int((values > 0).sum()), int((values < 0).sum())
+    return {"seeds": len(values), "ahead": ahead, "behind": behind, "tied": len(values) - ahead - behind,
+            "mean": float(values.mean()) if len(values) else float("nan"),
+            "standard_error": float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan"),
+            "sign_test_p": sign_test_p(ahead, ahead + behind), "differences": d}
 
 # %% ../nbs/09_plots.ipynb #7d4f8ca5
 def _trial_seed(path: Path) -> tuple:

@@ -7,7 +7,8 @@ reads.
 On a CPU the rows of one pass should fit the caches: B x K in the low hundreds runs fastest, and the old default of 256 inputs
 per pass (25,600 rows at K = 100) is well past that. For each model and K of the experiments it times the pass over the same
 inputs at batch sizes 1 .. 512 inputs (CPU seconds, one thread, interleaved rounds, best of each) and reports: the best size,
-the old default (256 inputs), and the package's default (`batch_size=None`: `scoring_batch_size`), each as a ratio to the best.
+the old default (256 inputs), and the package's default (`batch_size=None`: `scoring_batch_size`, with the model's
+`cpu_rows_per_pass`), each as a ratio to the best.
 The outputs of every size are checked equal to the old default's (they are the same function: only the blocking of the products
 differs, so to float32 rounding).
 """
@@ -50,7 +51,7 @@ def main():
         torch.manual_seed(0)
         model = make_model(name, classes, **options)
         inputs = torch.randn(max(args.rows // K, 64), *shape, generator=torch.Generator().manual_seed(1))
-        sizes = SIZES + [s for s in (scoring_batch_size(K, "cpu"),) if s not in SIZES]
+        sizes = SIZES + [s for s in (scoring_batch_size(K, "cpu", model),) if s not in SIZES]
         reference = predict_log_probs_N_K_C(model, inputs, K, batch_size=OLD_DEFAULT, generator_seed=0, progress=False)
         best = {s: float("inf") for s in sizes}
         max_difference = 0.0
@@ -62,7 +63,7 @@ def main():
                 max_difference = max(max_difference, (out - reference).abs().max().item())
         per_point_ms = {s: 1000 * t / len(inputs) for s, t in best.items()}
         fastest = min(per_point_ms, key=per_point_ms.get)
-        chosen = scoring_batch_size(K, "cpu")
+        chosen = scoring_batch_size(K, "cpu", model)
         row = {"case": label, "model": name, "K": K, "points": len(inputs), "ms_per_point": per_point_ms, "best_size": fastest,
                "package_size": chosen, "old_default": OLD_DEFAULT,
                "old_over_best": per_point_ms[OLD_DEFAULT] / per_point_ms[fastest],
