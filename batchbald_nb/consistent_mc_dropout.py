@@ -76,11 +76,18 @@ class _ConsistentMCDropoutBase(nn.Module):
         if x_BK_.shape[0] % K:
             raise ValueError(f"{type(self).__name__} got {x_BK_.shape[0]} rows, not a multiple of num_samples_K={K}; "
                              "use it inside a BayesianModule's mc_forward, which feeds it B*K rows")
-        shape = (K, *self._mask_feature_shape(x_BK_))
+        mask_K_ = self.masks(K, self._mask_feature_shape(x_BK_), x_BK_.device, x_BK_.dtype)
+        return (x_BK_.unflatten(0, (-1, K)) * mask_K_).flatten(0, 1)
+
+    def masks(self, num_samples_K: int, feature_shape: tuple[int, ...], device=None, dtype=None) -> torch.Tensor:
+        """The K eval-mode masks for inputs whose features have `feature_shape` (the mask's: C x 1 x 1 for channel dropout), K x
+        feature_shape, scaled by 1/(1-p): drawn on first use, then kept until `reset_mask`. `forward` multiplies by them; a model
+        that applies them another way (chapter 06's factored convolution) takes the same masks from here."""
+        shape = (num_samples_K, *feature_shape)
         if self.mask_K_ is None or tuple(self.mask_K_.shape) != shape:
             self.mask_K_ = self._draw_mask(shape)
-        self.mask_K_ = self.mask_K_.to(device=x_BK_.device, dtype=x_BK_.dtype)  # no-op unless the model moved
-        return (x_BK_.unflatten(0, (-1, K)) * self.mask_K_).flatten(0, 1)
+        self.mask_K_ = self.mask_K_.to(device=device, dtype=dtype)  # no-op unless the model moved
+        return self.mask_K_
 
 
 class ConsistentMCDropout(_ConsistentMCDropoutBase):

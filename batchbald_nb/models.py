@@ -70,9 +70,14 @@ class BayesianConvNet(BayesianModule):
 
     def mc_forward(self, h_BK_: torch.Tensor) -> torch.Tensor:
         h_BK_ = F.relu(self.conv_dropouts[0](h_BK_))
-        for conv, dropout, pool in zip(self.convs[1:], self.conv_dropouts[1:], self.pools[1:]):
-            h_BK_ = conv(h_BK_)
-            h_BK_ = F.relu(dropout(F.max_pool2d(h_BK_, 2) if pool else h_BK_))
+        return self._blocks_from(self.convs[1](h_BK_) if len(self.convs) > 1 else h_BK_, 1)
+
+    def _blocks_from(self, h_BK_: torch.Tensor, first: int) -> torch.Tensor:
+        "From the output of convolution `first` (before its pooling and dropout) to the logits."
+        for i in range(first, len(self.convs)):
+            if i > first:
+                h_BK_ = self.convs[i](h_BK_)
+            h_BK_ = F.relu(self.conv_dropouts[i](F.max_pool2d(h_BK_, 2) if self.pools[i] else h_BK_))
         h_BK_H = F.relu(self.fc1_dropout(self.fc1(h_BK_.flatten(1))))
         return self.fc2(h_BK_H)
 
@@ -97,6 +102,31 @@ class EmnistBayesianCNN(BayesianConvNet):
         super().__init__(conv_channels=(32, 64, 128), kernel_size=3, hidden_units=512, num_classes=num_classes, p=p,
                          pools=(True, True, True) if architecture == "text" else (True, False, True))
         self.architecture = architecture
+
+# %% ../nbs/06_models.ipynb #62e1d49a
+def _factored_forward(self: BayesianConvNet, x_B_: torch.Tensor, num_samples_K: int) -> torch.Tensor:
+    """`BayesianModule.forward` with the first MC convolution factored through the channel masks (eval mode, p > 0): the per-channel
+    convolutions once per input, then each sample's output as its masks times them. Equal to the literal pass up to rounding."""
+    dropout = self.conv_dropouts[0]
+    if self.training or not self.factor_first_mc_conv or dropout.p == 0.0 or len(self.convs) < 2:
+        return BayesianModule.forward(self, x_B_, num_samples_K)
+    K = _check_positive_int(num_samples_K, "num_samples_K", "the number of MC dropout samples")
+    h_B_C_H_W = self.deterministic_forward(x_B_)
+    B, C1 = h_B_C_H_W.shape[:2]
+    for layer in self.consistent_dropout_layers():
+        layer.num_samples_K = K
+    mask_K_C = dropout.masks(K, (C1, 1, 1), h_B_C_H_W.device, h_B_C_H_W.dtype).view(K, C1)
+    conv = self.convs[1]
+    C2, _, k, _ = conv.weight.shape
+    per_channel_B_CC_H_W = F.conv2d(F.relu(h_B_C_H_W), conv.weight.transpose(0, 1).reshape(C1 * C2, 1, k, k), groups=C1)
+    H, W = per_channel_B_CC_H_W.shape[-2:]
+    out_B_K_F = torch.matmul(mask_K_C, per_channel_B_CC_H_W.reshape(B, C1, C2 * H * W))
+    h_BK_C_H_W = out_B_K_F.reshape(B * K, C2, H, W) + conv.bias.view(1, C2, 1, 1)
+    return F.log_softmax(self._blocks_from(h_BK_C_H_W, 1).unflatten(0, (B, K)), dim=-1)
+
+
+BayesianConvNet.factor_first_mc_conv = True
+BayesianConvNet.forward = _factored_forward
 
 # %% ../nbs/06_models.ipynb #434630b0
 def _vgg16_trunk(batch_norm: bool = False) -> nn.Sequential:
