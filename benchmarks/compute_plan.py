@@ -60,11 +60,13 @@ STANDIN_SIZES = {"emnist_balanced_standin": (21_150, 3_525)}  # the CPU rerun's 
 # K = 10, m = 10,000, the text's EMNIST model), the validation and epoch change alone (the same K, m and model as before), and as
 # they are now (the authors' K for testing, m = 40,000, their EMNIST model).
 _BEFORE_TRAINING = {"validation": "mc", "epoch_sampling": "replacement"}
-# The scoring pass before `scoring_batch_size` took 256 inputs per forward pass (chapter 14): "before" and "validation change alone"
-# score that way, so the third row adds what the scoring pass's batch size saves.
+# The scoring pass before `scoring_batch_size` took 256 inputs per forward pass, and the convolutional models ran their first MC
+# convolution K times (chapters 06, 14): "before" and "validation change alone" score that way, so the third row adds what the
+# scoring pass's two rewrites save.
 BEFORE_AFTER = {
-    "before": {"training": _BEFORE_TRAINING, "test_num_samples_K": 10, "num_configurations": 10_000, "scoring_batch_size": 256},
-    "validation change alone": {"test_num_samples_K": 10, "num_configurations": 10_000, "scoring_batch_size": 256},
+    "before": {"training": _BEFORE_TRAINING, "test_num_samples_K": 10, "num_configurations": 10_000, "scoring_batch_size": 256,
+               "factored": False},
+    "validation change alone": {"test_num_samples_K": 10, "num_configurations": 10_000, "scoring_batch_size": 256, "factored": False},
     "validation and scoring-pass changes": {"test_num_samples_K": 10, "num_configurations": 10_000},
     "as published (now)": None,
 }
@@ -103,12 +105,15 @@ def step_cost(experiment, dataset_key: str, num_classes: int, train_size: int, t
     config = experiment.trial_config(variant, 0)
     overrides = dict(overrides or {})
     scoring_batch = overrides.pop("scoring_batch_size", None)  # None: the package's default
+    factored = overrides.pop("factored", True)  # False: the first MC convolution run K times (chapter 06's literal path)
     if overrides:  # the same experiment with some settings changed (the `_paper` experiments before the authors' training)
         training = replace(config.training, **overrides.get("training", {}))
         config = replace(config, **{k: v for k, v in overrides.items() if k != "training"}, training=training)
     train_size, test_size = STANDIN_SIZES.get(config.dataset, (train_size, test_size))
     torch.manual_seed(0)
-    model = make_model(config.model, num_classes)
+    model = make_model(config.model, num_classes, **config.model_options)  # the experiment's own model (EMNIST: the authors')
+    if not factored and hasattr(model, "factor_first_mc_conv"):
+        model.factor_first_mc_conv = False
     x = lambda n: torch.randn(n, 1, 28, 28, generator=generator)
     y = lambda n: torch.randint(0, num_classes, (n,), generator=generator)
     one_epoch = TrainingConfig(**{**vars(config.training), "max_epochs": 1})
