@@ -16,9 +16,11 @@ differs, so to float32 rounding).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -45,10 +47,13 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rows", type=int, default=25_600, help="input x K rows timed per measurement")
     parser.add_argument("--out", default=str(RESULTS / "scoring_batch.json"))
+    parser.add_argument("--only", help="rerun only the cases whose label contains this text, keeping the file's other rows")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []
     for label, name, options, classes, shape, K in CASES:
+        if args.only and args.only not in label:
+            continue
         torch.manual_seed(0)
         model = make_model(name, classes, **options)
         inputs = torch.randn(max(args.rows // K, 64), *shape, generator=torch.Generator().manual_seed(1))
@@ -90,7 +95,12 @@ def main():
               f"x{row['package_over_best']:.2f} | old 256 x{row['old_over_best']:.2f} | old/package {row['old_over_package']:.2f} "
               f"| unfactored / factored at the package's size: " + (f"{row['unfactored_ms_per_point'] / row['factored_ms_per_point']:.2f}"
               if path_best else "-") + f" | max |diff| {max_difference:.1e}", flush=True)
-    write_json(__import__("pathlib").Path(args.out), {"environment": environment(), "rounds": args.rounds, "rows": rows})
+    out = Path(args.out)
+    if args.only and out.is_file():  # the other rows as they were measured (each row is one case, timed in one go)
+        kept = {r["case"]: r for r in json.loads(out.read_text())["rows"]}
+        kept.update({r["case"]: r for r in rows})
+        rows = [kept[label] for label, *_ in CASES if label in kept]
+    write_json(out, {"environment": environment(), "rounds": args.rounds, "rows": rows})
     print("wrote", args.out)
 
 
