@@ -120,10 +120,10 @@ def _factored_forward(self: BayesianConvNet, x_B_: torch.Tensor, num_samples_K: 
     mask_K_C = dropout.masks(K, (C1, 1, 1), h_B_C_H_W.device, h_B_C_H_W.dtype).view(K, C1)
     conv = self.convs[1]
     C2, _, k, _ = conv.weight.shape
-    per_channel_B_CC_H_W = F.conv2d(F.relu(h_B_C_H_W), conv.weight.transpose(0, 1).reshape(C1 * C2, 1, k, k), groups=C1)
-    H, W = per_channel_B_CC_H_W.shape[-2:]
-    out_B_K_F = torch.matmul(mask_K_C, per_channel_B_CC_H_W.reshape(B, C1, C2 * H * W))
-    h_BK_C_H_W = out_B_K_F.reshape(B * K, C2, H, W) + conv.bias.view(1, C2, 1, 1)
+    per_channel_B_C_H_W = F.conv2d(F.relu(h_B_C_H_W), conv.weight.transpose(0, 1).reshape(C1 * C2, 1, k, k), groups=C1)
+    H, W = per_channel_B_C_H_W.shape[-2:]
+    out_B_K_D = torch.matmul(mask_K_C, per_channel_B_C_H_W.reshape(B, C1, C2 * H * W))
+    h_BK_C_H_W = out_B_K_D.reshape(B * K, C2, H, W) + conv.bias.view(1, C2, 1, 1)
     return F.log_softmax(self._blocks_from(h_BK_C_H_W, 1).unflatten(0, (B, K)), dim=-1)
 
 
