@@ -16,15 +16,15 @@ import torch
 from tqdm.auto import tqdm
 
 from .entropy import bald_scores, check_log_probs, entropy_of_mean, expected_conditional_entropy, mean_log_probs
-from .joint_entropy import DEFAULT_MEMORY_BUDGET_BYTES, Configurations, JointEntropyKernel, add_point
+from .joint_entropy import CPU_TILE_ELEMENTS, DEFAULT_MEMORY_BUDGET_BYTES, Configurations, JointEntropyKernel, add_point
 from .joint_entropy import sample_configurations_afresh
 
 # %% auto #0
 __all__ = ['MIN_TRUSTWORTHY_SAMPLES', 'UNTRUSTWORTHY_STANDARD_ERROR', 'DRAWS', 'get_max_entropy_batch',
            'get_variation_ratios_batch', 'get_mean_std_batch', 'ACQUISITION_FUNCTIONS', 'CandidateBatch', 'as_count',
            'get_bald_batch', 'refresh_gains', 'pick_best', 'rescoring_tolerance', 'batch_score',
-           'independent_generator', 'warn_if_untrustworthy', 'get_batchbald_batch', 'variation_ratios', 'mean_std',
-           'get_random_batch', 'get_powerbald_batch', 'acquire']
+           'independent_generator', 'warn_if_untrustworthy', 'get_batchbald_batch', 'grouped_bound_kernel',
+           'tighten_bounds', 'variation_ratios', 'mean_std', 'get_random_batch', 'get_powerbald_batch', 'acquire']
 
 # %% ../nbs/03_acquisition.ipynb #199539fc
 @dataclass
@@ -89,18 +89,19 @@ def get_bald_batch(log_probs_N_K_C: torch.Tensor, batch_size: int, dtype=None, d
 
 # %% ../nbs/03_acquisition.ipynb #8fab5375
 def refresh_gains(gain_fn: Callable[[torch.Tensor], torch.Tensor], bounds_N: torch.Tensor, tolerance: float, lazy: bool = True,
-                  first_block: int = 64, max_block: int = 2**16) -> torch.Tensor:
+                  first_block: int = 64, max_block: int = 2**16, accept_within: float | None = None) -> torch.Tensor:
     """Recompute, in place in `bounds_N`, the gain of every candidate that may be the argmax; return the mask of those recomputed.
 
     Lazy (Minoux): highest bound first, in blocks of doubling size, until every bound left is below the best gain so far minus 2
-    `tolerance`. Not lazy: every candidate. Candidates are those with a bound above -inf."""
+    `tolerance`. Not lazy: every candidate. Candidates are those with a bound above -inf. `accept_within` (epsilon-lazy, rewrite 6):
+    also stop once no bound left exceeds the best gain so far by more than this, so the pick is within it of the best."""
     fresh_N = torch.zeros_like(bounds_N, dtype=torch.bool)
     best, block = -math.inf, max(1, first_block)
     while True:
         stale_N = bounds_N.masked_fill(fresh_N, -math.inf)
         top_bounds_n, indices_n = torch.topk(stale_N, min(block, len(stale_N)))
         indices_n = indices_n[(top_bounds_n > -math.inf) & (top_bounds_n >= best - 2 * tolerance)]
-        if len(indices_n) == 0:
+        if len(indices_n) == 0 or (accept_within is not None and top_bounds_n[0].item() <= best + accept_within):
             return fresh_N
         gains_n = gain_fn(indices_n)
         bounds_N[indices_n] = gains_n
@@ -198,7 +199,7 @@ DRAWS = ("extend", "fresh")  # how the sampled configurations that choose follow
 
 def get_batchbald_batch(log_probs_N_K_C: torch.Tensor, batch_size: int, num_samples: int, dtype=None, device=None,
                         generator: torch.Generator | None = None, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
-                        progress: bool = False, lazy: bool = True, draws: str = "extend") -> CandidateBatch:
+                        progress: bool = False, lazy: bool = True, draws: str = "extend", grouped_bounds: bool = True) -> CandidateBatch:
     """Greedy BatchBALD (algorithm 1). Scores: the batch's mutual information I(y_1..y_n; w) after each pick (eq. 8), in nats: exact
     while configurations are enumerated, else estimated on configurations drawn independently of those that chose the points
     (unbiased for the chosen batch; `standard_errors` says how precise, and a `UserWarning` says when too imprecise to trust).
@@ -208,7 +209,10 @@ def get_batchbald_batch(log_probs_N_K_C: torch.Tensor, batch_size: int, num_samp
     re-decided in float64, so the picks are float64's). `device`: where they run (default: the input's). `generator` drives the
     configuration sampling. `lazy`: recompute only the gains that can still win (Minoux), and stop computing gains once the batch's
     information is within the tolerance of log K (no point can add more); else all of them every step; the same picks while
-    configurations are enumerated (up to the tolerance once saturated). `batch_size` larger than the pool returns the whole pool.
+    configurations are enumerated (up to the tolerance once saturated). `grouped_bounds` (with `lazy`): before each step, tighten every
+    candidate's bound with the grouped bound (`grouped_bound_kernel`), which holds for sampled steps too, and in sampled steps stop
+    recomputing once no bound left exceeds the best fresh gain by more than 2 epsilon (the pick is then within 2 epsilon of the best:
+    plain greedy's pick up to near-ties). `batch_size` larger than the pool returns the whole pool.
 
     `draws`: how the sampled configurations that choose follow a pick. "extend" (the default): the m draws are kept and each is
     extended by one label (`add_point`). "fresh": m configurations of the whole batch so far are drawn anew at every sampled step
@@ -250,10 +254,15 @@ def get_batchbald_batch(log_probs_N_K_C: torch.Tensor, batch_size: int, num_samp
             kernel_float64 = JointEntropyKernel.of(configurations, torch.float64, device)
             return kernel_float64(log_probs_n_K_C.exp().transpose(1, 2)) - entropy - conditional_entropies_N[indices_n]
 
+        grouped = lazy and grouped_bounds and not saturated and kernel.num_rows > 2 * K  # fewer groups (<= K) than rows: a cheap bound
+        if grouped:
+            tighten_bounds(bounds_N, grouped_bound_kernel(configurations, dtype, device), probs_N_C_K, conditional_entropies_N, max_block,
+                           keep_stale=not configurations.sampled)  # sampled: old gains are no bounds (their noise differs)
         if saturated:  # any point is a pick within the tolerance: take the highest bound (ties: lowest index), computing no gain
             index, evaluations = bounds_N.argmax().item(), 0
         else:
-            fresh_N = refresh_gains(gains, bounds_N, tolerance, lazy, min(64, max_block), max_block)
+            accept_within = 2 * tolerance if grouped and configurations.sampled else None  # epsilon-lazy where the dice decide anyway
+            fresh_N = refresh_gains(gains, bounds_N, tolerance, lazy, min(64, max_block), max_block, accept_within)
             index, gain = pick_best(bounds_N, fresh_N, tolerance, gains_float64 if rescore else None)
             evaluations = int(fresh_N.sum())
         bounds_N[index] = -math.inf
@@ -281,6 +290,39 @@ def get_batchbald_batch(log_probs_N_K_C: torch.Tensor, batch_size: int, num_samp
                 scoring_configurations = configurations
     warn_if_untrustworthy(batch, num_samples, scoring_configurations.sampled)
     return batch
+
+# %% ../nbs/03_acquisition.ipynb #12607016
+def grouped_bound_kernel(configurations: Configurations, dtype: torch.dtype = torch.float64, device=None) -> JointEntropyKernel:
+    """A kernel whose value for a candidate x is an upper bound on H(y_x | y_A) as the full kernel computes it (minus H(y_A)): the
+    configurations grouped by their most probable parameter sample, each group's predictive the weighted mean of its rows' (Jensen: the
+    entropy is concave). Row weights: p(y_s) (enumerated) or 1/m per draw (sampled). At most K rows: posterior_P_K, one per group."""
+    log_rows_M_K = configurations.log_joint_probs_M_K
+    M, K = log_rows_M_K.shape
+    posterior_M_K = (log_rows_M_K - torch.logsumexp(log_rows_M_K, dim=1, keepdim=True)).exp()  # p(w_j | y_s), rows sum to 1
+    weight_M = (torch.full((M,), 1.0 / M, dtype=torch.float64, device=log_rows_M_K.device) if configurations.sampled
+                else configurations.log_probs_M().exp())
+    group_M = log_rows_M_K.argmax(dim=1)  # the most probable parameter sample of each configuration
+    weight_P = torch.zeros(K, dtype=torch.float64, device=log_rows_M_K.device).index_add_(0, group_M, weight_M)
+    posterior_P_K = torch.zeros(K, K, dtype=torch.float64, device=log_rows_M_K.device).index_add_(0, group_M, weight_M[:, None] * posterior_M_K)
+    used_P = weight_P > 0
+    posterior_P_K = posterior_P_K[used_P] / weight_P[used_P, None]  # each group's mean posterior
+    device = log_rows_M_K.device if device is None else torch.device(device)
+    # the kernel computes -sum_g a_g sum_c q log q with q = probs @ rows: with rows = mean posteriors and a_g = w_g, sum_g w_g H(p_g)
+    return JointEntropyKernel(posterior_P_K.T.to(device=device, dtype=dtype).contiguous(), weight_P[used_P].to(device), 0.0,
+                              CPU_TILE_ELEMENTS)
+
+
+def tighten_bounds(bounds_N: torch.Tensor, grouped: JointEntropyKernel, probs_N_C_K: torch.Tensor, conditional_entropies_N: torch.Tensor,
+                   max_block: int, keep_stale: bool = True) -> None:
+    """In place: every candidate's bound (those above -inf) becomes its grouped gain, or the smaller of that and its old bound with
+    `keep_stale` (valid only while gains are exact, i.e. configurations enumerated). Like a gain, it is computed in the compute dtype:
+    the 2 `tolerance` window of `refresh_gains` covers the error of both."""
+    for start in range(0, len(bounds_N), max_block):  # contiguous blocks (views, no copy of the pool); the chosen points are few
+        block = slice(start, start + max_block)
+        grouped_n = grouped(probs_N_C_K[block]) - conditional_entropies_N[block]
+        bounds_n = bounds_N[block]  # a view: updated in place
+        live_n = bounds_n > -math.inf  # the chosen points keep -inf
+        bounds_n[live_n] = torch.minimum(bounds_n[live_n], grouped_n[live_n]) if keep_stale else grouped_n[live_n]
 
 # %% ../nbs/03_acquisition.ipynb #93d1f4d3
 def variation_ratios(log_probs_N_K_C: torch.Tensor) -> torch.Tensor:

@@ -127,11 +127,14 @@ def test_lazy_greedy_saves_when_few_stand_out_and_little_when_many_are_close():
     informative = torch.log_softmax(3 * torch.randn(20, 20, 4, generator=generator, dtype=torch.float64), dim=-1)
     confident = torch.log_softmax(torch.tensor([6.0, 0, 0, 0], dtype=torch.float64)
                                   + 0.5 * torch.randn(380, 20, 4, generator=generator, dtype=torch.float64), dim=-1)
-    share = {}
+    share, grouped_share = {}, {}
     for name, pool in {"few": torch.cat([informative, confident]), "diverse": random_pool(400, 20, 4, seed=10)}.items():
-        lazy, plain = get_batchbald_batch(pool, 6, 4**5), get_batchbald_batch(pool, 6, 4**5, lazy=False)
-        assert lazy.indices == plain.indices  # exact regime: lazy greedy changes no pick
+        lazy, plain = get_batchbald_batch(pool, 6, 4**5, grouped_bounds=False), get_batchbald_batch(pool, 6, 4**5, lazy=False)
+        grouped = get_batchbald_batch(pool, 6, 4**5)  # rewrite 6, the default
+        assert lazy.indices == plain.indices == grouped.indices  # exact regime: lazy greedy changes no pick, with either bound
         share[name] = sum(lazy.evaluations[1:]) / sum(plain.evaluations[1:])
+        grouped_share[name] = sum(grouped.evaluations[1:]) / sum(plain.evaluations[1:])
     assert share["few"] < 0.25 < 0.5 < share["diverse"]
-    saturating = get_batchbald_batch(random_pool(400, 5, 4, seed=10), 6, 4**5).evaluations
+    assert grouped_share["diverse"] < share["diverse"]  # the grouped bounds prune where the stale ones cannot
+    saturating = get_batchbald_batch(random_pool(400, 5, 4, seed=10), 6, 4**5, grouped_bounds=False).evaluations
     assert saturating[-1] == 0 and saturating[saturating.index(0) - 1] > 0.9 * (400 - saturating.index(0) + 1)
