@@ -212,7 +212,8 @@ def get_batchbald_batch(log_probs_N_K_C: torch.Tensor, batch_size: int, num_samp
     configurations are enumerated (up to the tolerance once saturated). `grouped_bounds` (with `lazy`): before each step, tighten every
     candidate's bound with the grouped bound (`grouped_bound_kernel`), which holds for sampled steps too, and in sampled steps stop
     recomputing once no bound left exceeds the best fresh gain by more than 2 epsilon (the pick is then within 2 epsilon of the best:
-    plain greedy's pick up to near-ties). `batch_size` larger than the pool returns the whole pool.
+    plain greedy's pick up to near-ties), and stop computing gains once the batch's score on independent draws is within the tolerance
+    plus 3 standard errors of log K (rewrite 5's stop for sampled steps). `batch_size` larger than the pool returns the whole pool.
 
     `draws`: how the sampled configurations that choose follow a pick. "extend" (the default): the m draws are kept and each is
     extended by one label (`add_point`). "fresh": m configurations of the whole batch so far are drawn anew at every sampled step
@@ -277,6 +278,10 @@ def get_batchbald_batch(log_probs_N_K_C: torch.Tensor, batch_size: int, num_samp
         batch.standard_errors.append(standard_error)
         batch.selection_scores.append(score if saturated else entropy + gain - chosen_conditional_entropy + conditional_entropies_N[index].item())
         batch.evaluations.append(evaluations)
+        # Sampled: the batch's information is only estimated, on the independent draws. Once that estimate is within the tolerance
+        # plus 3 standard errors of log K, no gain is worth computing: rewrite 5's stop, judged on the estimate (rewrite 6).
+        if lazy and grouped_bounds and not saturated and standard_error > 0 and math.log(K) - score <= tolerance + 3 * standard_error:
+            saturated = True
         if step + 1 < batch_size:
             redraw = draws == "fresh" and (configurations.sampled or configurations.num_configurations * C > num_samples)
             if not saturated and redraw:  # sampled from here on (add_point's rule): the whole batch drawn anew, independently of
