@@ -303,9 +303,10 @@ def grouped_bound_kernel(configurations: Configurations, dtype: torch.dtype = to
     entropy is concave). Row weights: p(y_s) (enumerated) or 1/m per draw (sampled). At most K rows: posterior_P_K, one per group."""
     log_rows_M_K = configurations.log_joint_probs_M_K
     M, K = log_rows_M_K.shape
-    posterior_M_K = (log_rows_M_K - torch.logsumexp(log_rows_M_K, dim=1, keepdim=True)).exp()  # p(w_j | y_s), rows sum to 1
+    log_evidence_M = torch.logsumexp(log_rows_M_K, dim=1)  # log sum_j p(y_s | w_j) = log p(y_s) + log K
+    posterior_M_K = (log_rows_M_K - log_evidence_M[:, None]).exp()  # p(w_j | y_s), rows sum to 1
     weight_M = (torch.full((M,), 1.0 / M, dtype=torch.float64, device=log_rows_M_K.device) if configurations.sampled
-                else configurations.log_probs_M().exp())
+                else (log_evidence_M - math.log(K)).exp())  # p(y_s)
     group_M = log_rows_M_K.argmax(dim=1)  # the most probable parameter sample of each configuration
     weight_P = torch.zeros(K, dtype=torch.float64, device=log_rows_M_K.device).index_add_(0, group_M, weight_M)
     posterior_P_K = torch.zeros(K, K, dtype=torch.float64, device=log_rows_M_K.device).index_add_(0, group_M, weight_M[:, None] * posterior_M_K)
