@@ -26,9 +26,9 @@ __all__ = ['PAPER_RUNS_FILE', 'METHOD_COLORS', 'paper_provenance', 'paper_runs',
            'nearest_percentile', 'points_to_first', 'points_to_accuracy', 'trials_limit', 'format_points',
            'points_to_accuracy_table', 'quartile_curves', 'plot_learning_curves', 'plot_paper', 'seconds_to_accuracy',
            'elapsed_seconds', 'time_to_accuracy', 'plot_accuracy_against_time', 'quartiles_at', 'accuracy_at_table',
-           'paired_differences', 'sign_test_p', 'paired_summary', 'load_experiment', 'load_experiment_info',
-           'recorded_compute', 'plot_experiment', 'acquired_class_entropy', 'class_entropy_curve', 'plot_class_entropy',
-           'plot_class_histogram']
+           'paired_differences', 'sign_test_p', 'paired_summary', 'sign_flip_p', 'load_experiment',
+           'load_experiment_info', 'recorded_compute', 'plot_experiment', 'acquired_class_entropy',
+           'class_entropy_curve', 'plot_class_entropy', 'plot_class_histogram']
 
 # %% ../nbs/09_plots.ipynb #063d548f
 PAPER_RUNS_FILE = Path(str(resources.files("batchbald_nb") / "reference" / "paper_runs_compact.json.gz"))
@@ -399,6 +399,22 @@ def paired_summary(trials_a: list[dict], trials_b: list[dict], num_labelled: int
             "mean": float(values.mean()) if len(values) else float("nan"),
             "standard_error": float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan"),
             "sign_test_p": sign_test_p(ahead, ahead + behind), "differences": d}
+
+
+def sign_flip_p(differences) -> float:
+    """Two-sided exact sign-flip permutation test of paired differences (one per seed): the fraction of the 2**n sign flips
+    whose mean is at least as far from 0 as the observed mean. Smallest possible value 2 / 2**n; nan for no pairs."""
+    d = np.asarray(list(differences.values()) if isinstance(differences, dict) else list(differences), dtype=np.float64)
+    n = len(d)
+    if n == 0:
+        return float("nan")
+    if n > 20:
+        raise ValueError(f"{n} pairs: the exact test enumerates 2**n sign flips, at most 2**20")
+    signs = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
+    flipped = np.abs(signs @ d) / n
+    observed = abs(d.mean())
+    return float((flipped >= observed * (1 - 1e-12)).mean())
+
 
 # %% ../nbs/09_plots.ipynb #7d4f8ca5
 def _trial_seed(path: Path) -> tuple:
