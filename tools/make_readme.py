@@ -11,6 +11,7 @@ an error.
 """
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -47,7 +48,12 @@ def execute(notebook_path: Path) -> None:
 
     executed = read_nb(notebook_path)
     shell = CaptureShell(path=notebook_path.parent)
-    shell.run_all(executed, exc_stop=True, preproc=_skipped)
+    cwd = os.getcwd()
+    os.chdir(notebook_path.parent)  # relative paths resolve as under nbdev_test, which runs a notebook in its own folder
+    try:
+        shell.run_all(executed, exc_stop=True, preproc=_skipped)
+    finally:
+        os.chdir(cwd)
     notebook = json.loads(notebook_path.read_text(encoding="utf-8"))
     count = 0
     for cell, ran in zip(notebook["cells"], executed.cells, strict=True):
