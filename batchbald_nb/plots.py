@@ -26,7 +26,7 @@ __all__ = ['PAPER_RUNS_FILE', 'METHOD_COLORS', 'paper_provenance', 'paper_runs',
            'nearest_percentile', 'points_to_first', 'points_to_accuracy', 'trials_limit', 'format_points',
            'points_to_accuracy_table', 'quartile_curves', 'plot_learning_curves', 'plot_paper', 'seconds_to_accuracy',
            'elapsed_seconds', 'time_to_accuracy', 'plot_accuracy_against_time', 'quartiles_at', 'accuracy_at_table',
-           'paired_differences', 'sign_test_p', 'paired_summary', 'sign_flip_p', 'load_experiment',
+           'value_at', 'paired_differences', 'sign_test_p', 'paired_summary', 'sign_flip_p', 'load_experiment',
            'load_experiment_info', 'recorded_compute', 'plot_experiment', 'acquired_class_entropy',
            'class_entropy_curve', 'plot_class_entropy', 'plot_class_histogram']
 
@@ -365,7 +365,8 @@ def accuracy_at_table(rows: dict[str, list[dict]], sizes, metric: str = "accurac
     return "\n".join(lines)
 
 # %% ../nbs/09_plots.ipynb #5e4bca6d
-def _value_at(trial: dict, num_labelled: int, metric: str) -> float | None:
+def value_at(trial: dict, num_labelled: int, metric: str = "accuracy") -> float | None:
+    "`metric` of the trial's model trained on exactly `num_labelled` points; None if it has none there (yet)."
     curve = learning_curve(trial, metric)
     hit = np.flatnonzero(curve["num_labelled"] == num_labelled)
     return float(curve[metric][hit[0]]) if len(hit) else None
@@ -378,7 +379,7 @@ def paired_differences(trials_a: list[dict], trials_b: list[dict], num_labelled:
     for trial in sorted(trials_a, key=lambda t: t["config"]["seed"]):
         seed = trial["config"]["seed"]
         if seed in by_seed_b:
-            a, b = _value_at(trial, num_labelled, metric), _value_at(by_seed_b[seed], num_labelled, metric)
+            a, b = value_at(trial, num_labelled, metric), value_at(by_seed_b[seed], num_labelled, metric)
             if a is not None and b is not None:
                 out[seed] = a - b
     return out
