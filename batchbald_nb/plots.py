@@ -530,6 +530,13 @@ def _figure_path(out: Path, formats: dict) -> Path:
     return out
 
 
+def _spread_caption(experiment: dict[str, list[dict]]) -> str:
+    "What the curves of `plot_experiment` show: quartiles over trials, or, with one trial per variant, just that trial."
+    if all(len(trials) == 1 for trials in experiment.values()):
+        return "one trial per variant: its curve, no band"
+    return "median and 25-75% of trials: " + ", ".join(f"{v} {len(ts)}" for v, ts in experiment.items())
+
+
 def plot_experiment(results_dir, out=None, paper: dict | None = None, metric: str = "accuracy", min_fraction: float = 0.5,
                     title: str | None = None, figsize=(7, 4.5)) -> Path:
     """Learning curves of the experiment in `results_dir` (median + 25-75% band per variant), saved as PNG; returns the path.
@@ -560,9 +567,8 @@ def plot_experiment(results_dir, out=None, paper: dict | None = None, metric: st
             plot_paper(ax, selections, metric=metric, linestyle="--", label_prefix="paper: ", min_fraction=min_fraction)
     info = load_experiment_info(results_dir)
     heading = title or ": ".join(s for s in (info.get("name"), info.get("description")) if s) or results_dir.name
-    trials = ", ".join(f"{v} {len(ts)}" for v, ts in experiment.items())
     heading = "\n".join(textwrap.wrap(heading, width=95))  # experiment descriptions are long: wrap, never clip
-    ax.set_title(f"{heading}\n(median and 25-75% of trials: {trials})", fontsize=9)
+    ax.set_title(f"{heading}\n({_spread_caption(experiment)})", fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     _save_atomic(figure, out, dpi=120)
